@@ -1,0 +1,368 @@
+"""The planners' daily proposal: one explained line per store x material, from forecasts and the source tables.
+
+Why one function over plain frames: the CLI, the API and the policy simulation all call ``propose`` with what they
+read (the ``t_*`` source contract, see ``forecasting.schema``) and the models' forecasts (contract in
+``forecasting.material_demand``); nothing here reads a database, so the same numbers come out everywhere.
+
+Per line: periodic review, order-up-to. S = the chosen quantile of material demand over the protection window
+[order date, the delivery after this order's delivery) computed from joint sample paths; the quantile is the class
+service level, or the newsvendor critical ratio for perishables (then also capped by what the median sells before
+expiry). q = max(0, S - IP), rounded to packs, raised to the MOQ, capped by storage room.
+"""
+
+from __future__ import annotations
+
+from datetime import date, time, timedelta
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from forecasting.config import ReplenishmentConfig
+from forecasting.errors import DataError
+from forecasting.material_demand import (
+    MaterialSamples,
+    draw_product_samples,
+    material_samples,
+    sample_quantile,
+    validate_forecasts,
+    window_totals,
+)
+from forecasting.policy import (
+    MaterialPolicy,
+    Reason,
+    assess_count,
+    decide_quantity,
+    fmt,
+    inventory_position,
+    outstanding_orders,
+    receipts_by_series,
+    resolve_policy,
+)
+from forecasting.schedule import WEEKDAY_NAMES, DeliverySchedule, OrderWindow, order_window
+
+REVIEW_CODES = frozenset({"case_cover", "moq_blocked", "forecast_short", "unknown_class", "no_shelf_life"})
+
+
+class ProposalLine(BaseModel):
+    """One proposed order line with everything a planner needs to accept, change or reject it (the API payload)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    store_id: int
+    material_id: int
+    material_name: str | None = None
+    supplier_id: int
+    unit: str | None = None
+    order_date: date
+    effective_order_date: date  # the next day when the supplier's cutoff has passed
+    is_order_day: bool
+    next_order_day: date
+    delivery_date: date
+    next_delivery_date: date  # end of the protection window (exclusive)
+    qty_units: float
+    qty_packs: int
+    pack_size: float
+    order_value: float | None = None
+    window_days: int
+    lead_days: int
+    review_days: int
+    policy_class: str
+    quantile_basis: Literal["service_level", "newsvendor"]
+    quantile_level: float
+    demand_mean: float
+    demand_median: float
+    demand_quantile: float
+    safety_stock: float  # quantile - median
+    order_up_to: float  # S
+    inventory_position: float
+    on_hand_counted: float | None
+    count_date: date | None
+    on_hand_used: float
+    on_order: float
+    committed: float
+    count_flag: str  # ok | negative | above_usual_max | jump_up | jump_down | missing | stale
+    need_units: float  # max(0, S - IP) before caps and rounding
+    shelf_life_cap_units: float | None = None
+    reason_codes: list[str]
+    explanation: str
+    needs_review: bool
+    model_version: str
+    data_date: date
+
+
+def _require(frame: pd.DataFrame, name: str, cols: tuple[str, ...]) -> None:
+    missing = [c for c in cols if c not in frame.columns]
+    if missing:
+        raise DataError(f"{name}: missing columns {missing}")
+
+
+def _windows(
+    suppliers: pd.DataFrame, order_date: date, order_time: time | None
+) -> dict[int, tuple[DeliverySchedule, OrderWindow]]:
+    out = {}
+    for row in suppliers.itertuples(index=False):
+        sched = DeliverySchedule.from_supplier(row.delivery_weekdays, row.order_cutoff, row.lead_time_days)
+        out[int(row.supplier_id)] = (sched, order_window(sched, order_date, order_time))
+    return out
+
+
+def _totals(
+    ms: MaterialSamples, starts: list[date], ends: list[date]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Window totals (S, M, N) scaled up to the full window when the forecast covers only part of it.
+
+    Returns totals, exact means (S, M), days wanted and days covered (M,).
+    """
+    s_idx = np.array([ms.day_index(d) for d in starts])
+    e_idx = np.array([ms.day_index(d) for d in ends])
+    wanted = np.maximum(e_idx - s_idx, 0)
+    tot, covered = window_totals(ms, s_idx, e_idx)
+    T = len(ms.dates)
+    cum = np.concatenate([np.zeros(ms.mean.shape[:2] + (1,)), np.cumsum(ms.mean, axis=2)], axis=2)
+    lo, hi = np.clip(s_idx, 0, T), np.clip(np.maximum(e_idx, s_idx), 0, T)
+    m_idx = np.arange(len(ms.material_ids))
+    mean = cum[:, m_idx, hi] - cum[:, m_idx, lo]
+    scale = np.where((covered > 0) & (covered < wanted), wanted / np.maximum(covered, 1), 1.0)
+    return tot * scale[None, :, None], mean * scale[None, :], wanted, covered
+
+
+def _series_index(frame: pd.DataFrame) -> dict[tuple[int, int], np.ndarray]:
+    if frame is None or frame.empty:
+        return {}
+    groups = frame.groupby(["store_id", "material_id"], sort=False).indices
+    return {(int(k[0]), int(k[1])): v for k, v in groups.items()}
+
+
+def propose(
+    forecasts: pd.DataFrame,
+    materials: pd.DataFrame,
+    bom: pd.DataFrame,
+    suppliers: pd.DataFrame,
+    inventory: pd.DataFrame,
+    order_date: date,
+    config: ReplenishmentConfig,
+    model_version: str,
+    data_date: date,
+    *,
+    orders: pd.DataFrame | None = None,
+    committed: pd.DataFrame | None = None,
+    order_time: time | None = None,
+) -> list[ProposalLine]:
+    """Order proposal for ``order_date`` (ordering at ``order_time``; None = before every cutoff).
+
+    Inputs are frames shaped like the source tables: ``materials`` (t_material, optionally ``material_name`` and
+    ``policy_class``), ``bom`` (t_bom), ``suppliers`` (t_supplier), ``inventory`` (t_inventory_snapshot history,
+    a few weeks), ``orders`` (t_replenishment_order: open orders and recent receipts; None = unknown),
+    ``committed`` (store_id, material_id, committed_qty). Counts are taken as end-of-day, so the position is at the
+    end of the day before ``order_date`` and the window's demand starts on ``order_date``.
+
+    One line per store with a forecast x material used by its recipes (or counted there); zero lines explain why.
+    """
+    _require(materials, "materials", ("material_id", "pack_size", "is_perishable", "storage_class", "supplier_id"))
+    _require(suppliers, "suppliers", ("supplier_id", "lead_time_days", "delivery_weekdays", "order_cutoff"))
+    _require(inventory, "inventory", ("store_id", "material_id", "snapshot_date", "on_hand_qty"))
+    fc = validate_forecasts(forecasts)
+    order_date = pd.Timestamp(order_date).date()
+    data_date = pd.Timestamp(data_date).date()
+    position_date = order_date - timedelta(days=1)
+
+    # Materials in play: used by a forecast product's recipe.
+    used = bom[bom["product_id"].isin(fc["product_id"].unique())]
+    mat = materials.drop_duplicates("material_id").set_index("material_id", drop=False)
+    unknown = sorted(set(used["material_id"]) - set(mat.index))
+    if unknown:
+        raise DataError(f"bom uses materials missing from materials: {unknown[:10]}")
+    if (mat["pack_size"].astype(float) <= 0).any():
+        raise DataError("materials: pack_size must be > 0")
+    windows = _windows(suppliers, order_date, order_time)
+    no_supplier = sorted(set(mat.loc[mat.index.isin(used["material_id"]), "supplier_id"].astype(int)) - set(windows))
+    if no_supplier:
+        raise DataError(f"materials reference unknown suppliers: {no_supplier[:10]}")
+
+    material_ids = np.sort(used["material_id"].unique())
+    if len(material_ids) == 0:
+        raise DataError("no forecast product has a recipe (bom) row: nothing to replenish")
+    rows = [mat.loc[m].to_dict() for m in material_ids]
+    pols: list[MaterialPolicy] = [resolve_policy(r, config) for r in rows]
+    wins = [windows[int(r["supplier_id"])][1] for r in rows]
+    shelf = [
+        int(r["shelf_life_days"]) if bool(r["is_perishable"]) and pd.notna(r.get("shelf_life_days"))
+        and int(r["shelf_life_days"]) > 0 else 0
+        for r in rows
+    ]
+    shelf_end = [w.delivery_date + timedelta(days=sl) for w, sl in zip(wins, shelf, strict=True)]
+    last_day = max([w.window_end for w in wins] + shelf_end) - timedelta(days=1)
+
+    first, last = fc["date"].min().date(), fc["date"].max().date()
+    if first > order_date or last < order_date:
+        raise DataError(f"forecasts ({first} to {last}) do not cover the protection window from {order_date}")
+    ps = draw_product_samples(fc, config.n_samples, config.seed, start=order_date, end=last_day)
+    ms = material_samples(ps, bom, material_ids)
+
+    prot, prot_mean, prot_days, prot_cov = _totals(ms, [w.window_start for w in wins], [w.window_end for w in wins])
+    if (prot_cov == 0).any():
+        bad = material_ids[prot_cov == 0][:10].tolist()
+        raise DataError(f"forecasts do not cover the protection window from {order_date} (materials {bad})")
+    pre, _, _, _ = _totals(ms, [order_date] * len(wins), [w.delivery_date for w in wins])
+    shelf_tot, _, shelf_days, shelf_cov = _totals(ms, [w.delivery_date for w in wins], shelf_end)
+
+    levels = np.array([p.level for p in pols])
+    q_level = sample_quantile(prot, levels[None, :])  # (S, M)
+    q_median = sample_quantile(prot, 0.5)
+    pre_median = sample_quantile(pre, 0.5)
+    shelf_median = sample_quantile(shelf_tot, 0.5)
+
+    # Counts, receipts, open orders, commitments: indexed by (store, material) once.
+    inv = inventory.copy()
+    inv["snapshot_date"] = pd.to_datetime(inv["snapshot_date"]).dt.date
+    inv_idx = _series_index(inv)
+    inv_dates = inv["snapshot_date"].to_numpy()
+    inv_oh = inv["on_hand_qty"].to_numpy(dtype=float)
+    inv_waste = inv["waste_qty"].to_numpy(dtype=float) if "waste_qty" in inv else np.zeros(len(inv))
+    receipts = receipts_by_series(orders)
+    out = outstanding_orders(orders, position_date, config.closed_order_statuses)
+    out_idx = _series_index(out)
+    commit = {}
+    if committed is not None and not committed.empty:
+        commit = committed.groupby(["store_id", "material_id"])["committed_qty"].sum().to_dict()
+
+    lines: list[ProposalLine] = []
+    for si, store in enumerate(ms.store_ids.tolist()):
+        for mi, mid in enumerate(material_ids.tolist()):
+            if prot_mean[si, mi] <= 0 and (store, mid) not in inv_idx:
+                continue  # the store sells nothing made of it and never counted it
+            r, pol, win = rows[mi], pols[mi], wins[mi]
+            if not win.is_order_day and not config.emit_non_order_days:
+                continue
+            pack = float(r["pack_size"])
+            reasons: list[Reason] = []
+            ii = inv_idx.get((store, mid))
+            count = assess_count(
+                list(inv_dates[ii]) if ii is not None else [],
+                inv_oh[ii] if ii is not None else [],
+                inv_waste[ii] if ii is not None else None,
+                None if receipts is None else receipts.get((store, mid), {}),
+                position_date,
+                pack,
+                config.counts,
+            )
+            if count.flag != "ok":
+                reasons.append((f"count_{count.flag}", count.note))
+            oi = out_idx.get((store, mid))
+            pos = inventory_position(
+                count.on_hand,
+                out.iloc[oi] if oi is not None else out.iloc[0:0],
+                float(commit.get((store, mid), 0.0)),
+                win.delivery_date,
+                win.window_end,
+            )
+            reasons += [("on_order", n) for n in pos.notes]
+            if not pol.class_known:
+                reasons.append(("unknown_class", f"class {pol.policy_class!r} not configured: used "
+                                                 f"{config.default_class!r} settings"))
+            if prot_cov[mi] < prot_days[mi]:
+                reasons.append(("forecast_short", f"forecast covers {prot_cov[mi]} of {prot_days[mi]} window days: "
+                                                  "scaled up"))
+            S = float(q_level[si, mi])
+            med = float(q_median[si, mi])
+            ip = pos.inventory_position
+
+            # Stock expected at delivery (median), for the shelf-life cap and the storage room.
+            at_delivery = max(0.0, pos.on_hand + pos.on_order_by_delivery - float(pre_median[si, mi]))
+            shelf_cap = shelf_cap_days = None
+            if bool(r["is_perishable"]):
+                if shelf[mi] > 0:
+                    sales = float(shelf_median[si, mi])
+                    shelf_cap = max(0.0, sales - at_delivery - pos.on_order_after_delivery)
+                    daily = sales / shelf[mi] if sales > 0 else 0.0
+                    if shelf_cov[mi] < shelf_days[mi]:
+                        reasons.append(("shelf_forecast_short", f"forecast covers {shelf_cov[mi]} of {shelf[mi]} "
+                                                                "shelf-life days: sales before expiry extrapolated"))
+                    shelf_cap_days = shelf_cap / daily if daily > 0 else 0.0
+                else:
+                    reasons.append(("no_shelf_life", "perishable without a shelf life: no expiry cap"))
+            room = None if pol.max_stock_units is None else pol.max_stock_units - at_delivery
+            decision = decide_quantity(
+                S, ip, pack, config.rounding_threshold,
+                moq_packs=pol.moq_packs, shelf_cap_units=shelf_cap, shelf_cap_days=shelf_cap_days, room_units=room,
+            )
+            packs = decision.qty_packs
+            if win.is_order_day:
+                reasons += decision.reasons
+            else:
+                packs = 0
+                nxt = win.next_order_day
+                reasons.append(("not_order_day", f"not an order day: next order day {WEEKDAY_NAMES[nxt.weekday()]} "
+                                                 f"{nxt.isoformat()}"))
+            if order_time is not None and win.effective_order_date > order_date:
+                reasons.append(("cutoff_passed", f"after the {windows[int(r['supplier_id'])][0].cutoff:%H:%M} cutoff: "
+                                                 f"counts as ordered {win.effective_order_date.isoformat()}"))
+            qty = packs * pack
+            unit = str(r["unit"]) if pd.notna(r.get("unit")) else None
+            cost = r.get("unit_cost")
+            codes = list(dict.fromkeys(c for c, _ in reasons))
+            basis = "service level" if pol.basis == "service_level" else "newsvendor CR"
+            plural = "" if packs == 1 else "s"
+            head = f"Order {packs} pack{plural} ({fmt(qty)} {unit or 'units'})" if packs else "No order"
+            explanation = (
+                f"{head}: {win.window_days}-day window ({win.lead_days} to delivery + {win.review_days} to the next) "
+                f"needs median {fmt(med)}, q{fmt(100 * pol.level)} {fmt(S)} ({basis} {fmt(pol.level)}); "
+                f"safety stock {fmt(S - med)}; position {fmt(ip)} = on hand {fmt(pos.on_hand)} + on order "
+                f"{fmt(pos.on_order)} - committed {fmt(pos.committed)}; need {fmt(decision.need_units)} "
+                f"= {fmt(decision.need_units / pack)} packs of {fmt(pack)}"
+                + "".join(f"; {t}" for _, t in reasons)
+                + "."
+            )
+            lines.append(
+                ProposalLine(
+                    store_id=store,
+                    material_id=mid,
+                    material_name=str(r["material_name"]) if pd.notna(r.get("material_name")) else None,
+                    supplier_id=int(r["supplier_id"]),
+                    unit=unit,
+                    order_date=order_date,
+                    effective_order_date=win.effective_order_date,
+                    is_order_day=win.is_order_day,
+                    next_order_day=win.next_order_day,
+                    delivery_date=win.delivery_date,
+                    next_delivery_date=win.next_delivery_date,
+                    qty_units=qty,
+                    qty_packs=packs,
+                    pack_size=pack,
+                    order_value=qty * float(cost) if cost is not None and pd.notna(cost) else None,
+                    window_days=win.window_days,
+                    lead_days=win.lead_days,
+                    review_days=win.review_days,
+                    policy_class=pol.policy_class,
+                    quantile_basis=pol.basis,
+                    quantile_level=pol.level,
+                    demand_mean=float(prot_mean[si, mi]),
+                    demand_median=med,
+                    demand_quantile=S,
+                    safety_stock=S - med,
+                    order_up_to=S,
+                    inventory_position=ip,
+                    on_hand_counted=count.counted,
+                    count_date=count.count_date,
+                    on_hand_used=pos.on_hand,
+                    on_order=pos.on_order,
+                    committed=pos.committed,
+                    count_flag=count.flag,
+                    need_units=decision.need_units,
+                    shelf_life_cap_units=shelf_cap,
+                    reason_codes=codes,
+                    explanation=explanation,
+                    # Exceptions a planner must look at; on a non-order day only the count matters.
+                    needs_review=count.flag != "ok" or (win.is_order_day and bool(REVIEW_CODES.intersection(codes))),
+                    model_version=model_version,
+                    data_date=data_date,
+                )
+            )
+    return lines
+
+
+def lines_to_frame(lines: list[ProposalLine]) -> pd.DataFrame:
+    """The proposal as a DataFrame (one row per line), e.g. for the report or a database write-back."""
+    return pd.DataFrame([ln.model_dump() for ln in lines])
