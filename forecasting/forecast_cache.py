@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -68,7 +68,7 @@ def write_cache(
             "model_version": model_version,
             "data_date": data_date.isoformat(),
             "rows": int(len(out)),
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         (tmp / "meta.json").write_text(json.dumps(info, indent=2, default=str))
         if target.exists():
