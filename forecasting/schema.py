@@ -15,7 +15,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
-    Float,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -24,6 +24,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    Text,
 )
 
 Money = Numeric(10, 2, asdecimal=False)
@@ -47,6 +48,7 @@ DEFAULT_TABLES: dict[str, str] = {
     "demand_truth": "t_demand_truth",
     "demand_truth_hourly": "t_demand_truth_hourly",
     "meta": "t_source_meta",
+    "proposals": "t_replenishment_proposal",
 }
 
 # Tables that hold a generated history (cleared together by ``seed --replace``); ground truth included.
@@ -100,8 +102,8 @@ def build_schema(mapping: dict[str, str] | None = None) -> SourceSchema:
         Column("open_hour", SmallInteger, nullable=False),
         Column("close_hour", SmallInteger, nullable=False),
         Column("district", String(32)),
-        Column("latitude", Float),
-        Column("longitude", Float),
+        Column("latitude", Double),
+        Column("longitude", Double),
     )
     t["users"] = table(
         "users",
@@ -150,7 +152,7 @@ def build_schema(mapping: dict[str, str] | None = None) -> SourceSchema:
         Column("name", String(100), nullable=False),
         Column("product_id", Integer),
         Column("category", String(50)),
-        Column("discount_pct", Float, nullable=False),
+        Column("discount_pct", Double, nullable=False),
         Column("valid_from", Date, nullable=False),
         Column("valid_to", Date, nullable=False),
         Column("is_campaign", Boolean, nullable=False, default=False),
@@ -168,7 +170,7 @@ def build_schema(mapping: dict[str, str] | None = None) -> SourceSchema:
         "weather_events",
         Column("event_date", Date, primary_key=True),
         Column("kind", String(32), nullable=False),
-        Column("demand_factor", Float, nullable=False),
+        Column("demand_factor", Double, nullable=False),
     )
     t["suppliers"] = table(
         "suppliers",
@@ -183,27 +185,27 @@ def build_schema(mapping: dict[str, str] | None = None) -> SourceSchema:
         Column("material_id", Integer, primary_key=True, autoincrement=False),
         Column("material_name", String(100), nullable=False),
         Column("unit", String(16), nullable=False),
-        Column("pack_size", Float, nullable=False),
+        Column("pack_size", Double, nullable=False),
         Column("shelf_life_days", SmallInteger),
         Column("is_perishable", Boolean, nullable=False),
         Column("storage_class", String(16), nullable=False),  # ambient / chilled / frozen
         Column("supplier_id", Integer, fk("suppliers", "supplier_id"), nullable=False),
-        Column("unit_cost", Float),
+        Column("unit_cost", Double),
     )
     t["bom"] = table(
         "bom",
         Column("product_id", Integer, primary_key=True, autoincrement=False),
         Column("material_id", Integer, primary_key=True, autoincrement=False),
-        Column("qty_per_unit", Float, nullable=False),
+        Column("qty_per_unit", Double, nullable=False),
     )
     t["inventory_snapshots"] = table(
         "inventory_snapshots",
         Column("store_id", Integer, primary_key=True, autoincrement=False),
         Column("material_id", Integer, primary_key=True, autoincrement=False),
         Column("snapshot_date", Date, primary_key=True),
-        Column("on_hand_qty", Float, nullable=False),
-        Column("waste_qty", Float, nullable=False, default=0),
-        Column("stockout_hours", Float),
+        Column("on_hand_qty", Double, nullable=False),
+        Column("waste_qty", Double, nullable=False, default=0),
+        Column("stockout_hours", Double),
     )
     t["replenishment_orders"] = table(
         "replenishment_orders",
@@ -211,10 +213,10 @@ def build_schema(mapping: dict[str, str] | None = None) -> SourceSchema:
         Column("store_id", Integer, nullable=False),
         Column("material_id", Integer, nullable=False),
         Column("ordered_on", Date, nullable=False),
-        Column("qty", Float, nullable=False),
+        Column("qty", Double, nullable=False),
         Column("expected_delivery", Date, nullable=False),
         Column("received_on", Date),
-        Column("received_qty", Float),
+        Column("received_qty", Double),
         Column("status", String(16), nullable=False),
         Index(None, "store_id", "ordered_on"),
     )
@@ -224,7 +226,7 @@ def build_schema(mapping: dict[str, str] | None = None) -> SourceSchema:
         Column("material_id", Integer, primary_key=True, autoincrement=False),
         Column("issued_on", Date, primary_key=True),
         Column("target_date", Date, primary_key=True),
-        Column("predicted_qty", Float, nullable=False),
+        Column("predicted_qty", Double, nullable=False),
         Column("model_version", String(32), nullable=False),
     )
     t["demand_truth"] = table(
@@ -232,18 +234,41 @@ def build_schema(mapping: dict[str, str] | None = None) -> SourceSchema:
         Column("store_id", Integer, primary_key=True, autoincrement=False),
         Column("product_id", Integer, primary_key=True, autoincrement=False),
         Column("date", Date, primary_key=True),
-        Column("expected_qty", Float, nullable=False),
+        Column("expected_qty", Double, nullable=False),
     )
     t["demand_truth_hourly"] = table(
         "demand_truth_hourly",
         Column("store_id", Integer, primary_key=True, autoincrement=False),
         Column("date", Date, primary_key=True),
         Column("local_hour", SmallInteger, primary_key=True, autoincrement=False),
-        Column("share", Float, nullable=False),
+        Column("share", Double, nullable=False),
     )
     t["meta"] = table(
         "meta",
         Column("key", String(64), primary_key=True),
         Column("value", String(4000), nullable=False),
+    )
+    # Written by `replenish plan` (one row per order date x store x material; a re-run replaces the date's rows).
+    # qty/packs are the engine's; planner_qty (packs) and override_reason keep the planner's number beside it.
+    t["proposals"] = table(
+        "proposals",
+        Column("proposal_date", Date, primary_key=True),
+        Column("store_id", Integer, primary_key=True, autoincrement=False),
+        Column("material_id", Integer, primary_key=True, autoincrement=False),
+        Column("qty", Double, nullable=False),  # units (packs x pack_size)
+        Column("packs", Integer, nullable=False),
+        Column("pack_size", Double, nullable=False),
+        Column("delivery_date", Date, nullable=False),
+        Column("needs_review", Boolean, nullable=False, default=False),
+        Column("reason_codes", String(255), nullable=False, default=""),
+        Column("explanation", Text, nullable=False),  # JSON: the full proposal line and its exceptions
+        Column("model_version", String(64), nullable=False),
+        Column("data_date", Date, nullable=False),
+        Column("created_at", DateTime, nullable=False),
+        Column("planner_qty", Double),  # packs the planner wants instead (NULL = accepted as proposed)
+        Column("override_reason", String(500)),
+        Column("overridden_by", String(64)),
+        Column("overridden_at", DateTime),
+        Index(None, "store_id", "proposal_date"),
     )
     return SourceSchema(md, t)

@@ -1,0 +1,308 @@
+"""Catalog (configs/catalog.yaml) and scenario (configs/scenarios/*.yaml) models.
+
+Why pydantic with extra="forbid": a typo in a scenario must fail loudly, naming the field, instead of silently
+generating a different world than intended.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from forecasting.config import format_validation_error, read_yaml, resolve_path
+from forecasting.errors import ConfigError
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreSpec(_Strict):
+    id: int = Field(ge=1)
+    name: str
+    open_date: dt.date
+    close_date: dt.date | None = None
+    open_hour: int = Field(7, ge=0, le=23)
+    close_hour: int = Field(19, ge=1, le=24)
+    district: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    base_units: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _hours(self) -> StoreSpec:
+        if self.close_hour <= self.open_hour:
+            raise ValueError("close_hour must be after open_hour")
+        return self
+
+
+class SupplierSpec(_Strict):
+    id: int
+    name: str
+    lead_time_days: int = Field(ge=0, le=7)
+    delivery_weekdays: str
+    order_cutoff: str = Field(pattern=r"^\d\d:\d\d$")
+
+    @field_validator("delivery_weekdays")
+    @classmethod
+    def _days(cls, v: str) -> str:
+        days = [d.strip() for d in v.split(",")]
+        if not days or any(d not in WEEKDAYS for d in days):
+            raise ValueError(f"expected comma-separated weekdays from {','.join(WEEKDAYS)}")
+        return ",".join(days)
+
+
+class MaterialSpec(_Strict):
+    name: str
+    unit: str
+    pack: float = Field(gt=0)
+    life: int | None = Field(None, ge=1, le=60)
+    storage: Literal["ambient", "chilled", "frozen"]
+    supplier: int
+    cost: float = Field(ge=0)
+
+
+class DrinkSpec(_Strict):
+    name: str
+    cat: str
+    iced: bool
+    price: float = Field(gt=0)
+    launch: dt.date | None = None
+    retire: dt.date | None = None
+    recipe: dict[str, float]
+    popularity: float | None = Field(None, gt=0)  # overrides the Zipf weight (launches in scenarios)
+
+
+class FoodSpec(_Strict):
+    name: str
+    cat: str
+    price: float = Field(gt=0)
+    pack: float = Field(gt=0)
+    life: int = Field(ge=1, le=30)
+    storage: Literal["ambient", "chilled", "frozen"]
+    supplier: int
+    cost: float = Field(ge=0)
+    launch: dt.date | None = None
+    retire: dt.date | None = None
+
+
+class HolidaySpec(_Strict):
+    closed: list[str]
+    factors: dict[str, float]
+    year_end_week: float
+    day_after_thanksgiving: float
+
+
+class WeatherSpec(_Strict):
+    events: int = Field(ge=0)
+    kinds: dict[str, tuple[float, float]]
+
+
+class CampaignSpec(_Strict):
+    count: int = Field(ge=0)
+    days: tuple[int, int]
+    lift: tuple[float, float]
+    discount_pct: tuple[float, float]
+    redeem_rate: float = Field(ge=0, le=1)
+
+
+class DemandSpec(_Strict):
+    scale: float = Field(gt=0)
+    drink_zipf: float
+    food_zipf: float
+    food_share: float = Field(ge=0, lt=1)
+    store_product_sd: float = Field(ge=0)
+    nb_dispersion: float = Field(gt=0)
+    ramp_start: float = Field(gt=0, le=1)
+    ramp_days: float = Field(gt=0)
+    weekday_factors: list[float] = Field(min_length=7, max_length=7)
+    seasonal_iced_drop: float = Field(ge=0, lt=1)
+    seasonal_hot_rise: float = Field(ge=0)
+    launch_boost: float = Field(ge=0)
+    launch_boost_days: float = Field(gt=0)
+    holidays: HolidaySpec
+    weather: WeatherSpec
+    campaigns: CampaignSpec
+    hourly_weekday: dict[int, float]
+    hourly_weekend: dict[int, float]
+
+
+class CouponSpec(_Strict):
+    templates_per_category: int = Field(ge=1)
+    discount_pct: tuple[float, float]
+    redeem_rate: float = Field(ge=0, le=1)
+
+
+class OrdersSpec(_Strict):
+    basket_sizes: list[float] = Field(min_length=1)
+    cancel_rate: float = Field(ge=0, lt=0.5)
+    refund_rate: float = Field(ge=0, lt=0.5)
+    channels: dict[str, float]
+    production_base_s: float = Field(gt=0)
+    production_per_item_s: float = Field(ge=0)
+    production_shape: float = Field(gt=0)
+    coupons: CouponSpec
+
+
+class UsersSpec(_Strict):
+    registered: int = Field(ge=1)
+    ordering_share: float = Field(gt=0, le=1)
+    pareto_alpha: float = Field(gt=0)
+
+
+class InventorySpec(_Strict):
+    safety_factor: float = Field(ge=0)
+    safety_z: float = Field(0.0, ge=0)
+    safety_factor_shelf_stable: float = Field(0.5, ge=0)
+    round_up_fraction: float = Field(ge=0, le=1)
+    opening_stock_days: int = Field(ge=1)
+    late_rate: float = Field(ge=0, le=1)
+    short_rate: float = Field(ge=0, le=1)
+    short_range: tuple[float, float]
+    count_noise_sd: float = Field(ge=0)
+    implausible_rate: float = Field(ge=0, le=1)
+    incumbent_weeks: int = Field(ge=1, le=8)
+    horizon_days: int = Field(ge=1, le=28)
+    model_version: str
+
+
+class Catalog(_Strict):
+    timezone: str
+    stores: list[StoreSpec]
+    suppliers: list[SupplierSpec]
+    materials: dict[str, MaterialSpec]
+    packaging: dict[str, dict[str, float]]
+    drinks: list[DrinkSpec]
+    food: list[FoodSpec]
+    demand: DemandSpec
+    orders: OrdersSpec
+    users: UsersSpec
+    inventory: InventorySpec
+    calibration: dict[str, dict]
+
+    @model_validator(mode="after")
+    def _refs(self) -> Catalog:
+        sup = {s.id for s in self.suppliers}
+        for key, m in self.materials.items():
+            if m.supplier not in sup:
+                raise ValueError(f"material {key}: unknown supplier {m.supplier}")
+        for d in self.drinks:
+            for key in d.recipe:
+                if key not in self.materials:
+                    raise ValueError(f"drink {d.name!r}: unknown material {key!r}")
+        for kind, pk in self.packaging.items():
+            for key in pk:
+                if key not in self.materials:
+                    raise ValueError(f"packaging {kind}: unknown material {key!r}")
+        return self
+
+
+# --- scenario -----------------------------------------------------------------------------------------------------
+
+
+class StoreOverride(_Strict):
+    id: int
+    open_date: dt.date | None = None
+    close_date: dt.date | None = None
+    open_hour: int | None = Field(None, ge=0, le=23)
+    close_hour: int | None = Field(None, ge=1, le=24)
+    base_units: float | None = Field(None, gt=0)
+
+
+class ClosureEvent(_Strict):
+    """All (or the listed) stores closed for a day, e.g. a blizzard; written to t_weather_event with factor 0."""
+
+    type: Literal["closure"]
+    date: dt.date
+    kind: str = "blizzard"
+    stores: list[int] | None = None
+
+
+class WeatherEvent(_Strict):
+    type: Literal["weather"]
+    date: dt.date
+    kind: str
+    demand_factor: float = Field(gt=0, le=3)
+
+
+class NewStoreEvent(_Strict):
+    type: Literal["new_store"]
+    store: StoreSpec
+
+
+class LaunchEvent(_Strict):
+    """A new drink (recipe from existing materials) from ``product.launch``."""
+
+    type: Literal["launch"]
+    product: DrinkSpec
+
+    @model_validator(mode="after")
+    def _has_launch(self) -> LaunchEvent:
+        if self.product.launch is None:
+            raise ValueError("product.launch is required for a launch event")
+        return self
+
+
+class ProductDatesEvent(_Strict):
+    """Move the launch or retirement of an existing product."""
+
+    type: Literal["product_dates"]
+    product: str
+    launch: dt.date | None = None
+    retire: dt.date | None = None
+
+
+class CampaignEvent(_Strict):
+    type: Literal["campaign"]
+    product: str
+    start: dt.date
+    end: dt.date
+    discount_pct: float = Field(gt=0, lt=1)
+    lift: float = Field(1.5, gt=0)
+
+
+Event = Annotated[
+    ClosureEvent | WeatherEvent | NewStoreEvent | LaunchEvent | ProductDatesEvent | CampaignEvent,
+    Field(discriminator="type"),
+]
+
+
+class Scenario(_Strict):
+    name: str = "default"
+    start_date: dt.date | None = None  # default: the first store opening
+    end_date: dt.date = dt.date(2026, 2, 12)
+    n_stores: int | None = Field(None, ge=1)  # the first n stores of the catalog (after overrides)
+    stores: list[StoreOverride] = Field(default_factory=list)
+    events: list[Event] = Field(default_factory=list)
+    random_weather: bool = True
+    random_campaigns: bool = True
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_catalog(path: str | Path | None = None) -> Catalog:
+    """Load and validate the catalog; ConfigError names the wrong field."""
+    p = resolve_path(path or "configs/catalog.yaml")
+    try:
+        return Catalog.model_validate(read_yaml(p))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, p.name)) from None
+
+
+def load_scenario(path: str | Path | Scenario | None = None) -> Scenario:
+    """Load a scenario file (default: configs/scenarios/default.yaml); ConfigError names the wrong field."""
+    if isinstance(path, Scenario):
+        return path
+    p = resolve_path(path or "configs/scenarios/default.yaml")
+    try:
+        return Scenario.model_validate(read_yaml(p))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, p.name)) from None
