@@ -1,0 +1,114 @@
+"""Uncertainty maths, the model-input adapter, segments and the incumbent rule (fast, no model fitting)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from forecasting import uncertainty as unc
+from training.data import known_in_advance, segment_series, to_model_frame
+from training.models import same_weekday_mean
+from training.synthetic import SYNTHETIC_KNOWN, synthetic_daily, synthetic_manifest
+
+
+def test_nb_quantile_matches_moments():
+    mu, alpha = 4.0, 0.5
+    q = unc.nb_quantile(np.array([mu]), alpha, 0.9)[0]
+    n, p = 1 / alpha, 1 / (1 + alpha * mu)
+    assert stats.nbinom.mean(n, p) == pytest.approx(mu)
+    assert stats.nbinom.var(n, p) == pytest.approx(mu + alpha * mu**2)
+    assert q == stats.nbinom.ppf(0.9, n, p)
+
+
+def test_fit_dispersion_recovers_alpha():
+    rng = np.random.default_rng(1)
+    mu = rng.uniform(0.5, 20, 20000)
+    y = rng.poisson(mu * rng.gamma(1 / 0.3, 0.3, mu.size))
+    assert unc.fit_dispersion(y, mu) == pytest.approx(0.3, rel=0.1)
+    assert unc.fit_dispersion(rng.poisson(mu), mu) < 0.02  # Poisson data -> almost no extra dispersion
+
+
+def test_interp_quantiles_give_nominal_randomized_coverage_for_slow_items():
+    """Integer intervals over-cover slow items; the continuous ones scored on y - u are exact."""
+    rng = np.random.default_rng(2)
+    mu = rng.uniform(0.2, 3, 40000)
+    alpha = 0.4
+    n, p = 1 / alpha, 1 / (1 + alpha * mu)
+    y = stats.nbinom.rvs(n, p, random_state=rng)
+    lo, hi = unc.nb_interp_quantile(mu, alpha, 0.1), unc.nb_interp_quantile(mu, alpha, 0.9)
+    y_jit = y - rng.random(y.size)
+    assert ((y_jit >= lo) & (y_jit <= hi)).mean() == pytest.approx(0.8, abs=0.01)
+    int_cov = ((y >= unc.nb_quantile(mu, alpha, 0.1)) & (y <= unc.nb_quantile(mu, alpha, 0.9))).mean()
+    assert int_cov > 0.85
+
+
+def test_sample_paths_match_closed_form_window_variance():
+    mean = np.array([3.0, 5.0, 8.0, 2.0, 6.0])
+    paths = unc.sample_paths(mean, alpha=0.3, shared=0.1, n_paths=60000, seed=3)
+    totals = paths.sum(axis=1)
+    assert totals.mean() == pytest.approx(mean.sum(), rel=0.02)
+    assert totals.var() == pytest.approx(unc.window_variance(mean, 0.3, 0.1), rel=0.05)
+    # a shared level error widens the window: independent days would understate the high quantile
+    q_shared = unc.window_quantiles(mean, 0.3, 0.95, shared=0.2, seed=4)[0.95]
+    q_indep = unc.window_quantiles(mean, 0.3, 0.95, shared=0.0, seed=4)[0.95]
+    assert q_shared > q_indep
+    qs = unc.window_quantiles(mean, 0.3, seed=5)
+    assert list(qs) == list(unc.QUANTILES) and all(np.diff(list(qs.values())) >= 0)
+    assert unc.window_quantiles(mean, 0.3, 0.5, days=2, seed=5)[0.5] < qs[0.5]
+
+
+def test_fit_shared_variance_recovers_level_error():
+    rng = np.random.default_rng(6)
+    mu = rng.uniform(2, 10, (4000, 7))
+    level = rng.gamma(1 / 0.15, 0.15, (4000, 1))
+    a = (0.3 - 0.15) / 1.15
+    y = rng.poisson(mu * level * rng.gamma(1 / a, a, mu.shape))
+    b = unc.fit_shared_variance(y.sum(1), mu.sum(1), (mu**2).sum(1), alpha=0.3)
+    assert b == pytest.approx(0.15, abs=0.04)
+
+
+def test_adapter_roles_censoring_and_trimming():
+    d = synthetic_daily(n_stores=2, n_products=4, days=70, censor_rate=0.1, seed=0)
+    fr = to_model_frame(d, synthetic_manifest(d))
+    assert set(fr.exog) == set(SYNTHETIC_KNOWN)  # observed weather is not known in advance
+    assert "temperature" not in fr.exog and fr.static[:2] == ["store_id", "product_id"]
+    c = fr.df[fr.df["censored"]]
+    assert len(c) > 0 and (c["y_filled"] >= c["y"]).all() and (c["y_filled"] > c["y"]).any()
+    assert (fr.df.loc[~fr.df["censored"], "y_filled"] == fr.df.loc[~fr.df["censored"], "y"]).all()
+    first = fr.df.groupby("unique_id").first()
+    assert (first["y"] > 0).all()  # leading days before the first sale are trimmed
+
+
+def test_known_in_advance_accepts_list_registry_and_falls_back_to_names():
+    cols = ["is_holiday", "temperature", "coupon_campaign"]
+    reg = {"features": [{"name": "is_holiday", "known_in_advance": True}, {"name": "temperature"}]}
+    assert known_in_advance(reg, cols) == ["is_holiday"]
+    assert known_in_advance({}, cols) == ["is_holiday", "coupon_campaign"]
+
+
+def test_segments_flag_new_store_new_product_and_intermittent():
+    d = synthetic_daily(n_stores=3, n_products=8, days=150, seed=0)
+    fr = to_model_frame(d, synthetic_manifest(d))
+    seg = segment_series(fr.df)
+    assert (seg[[i for i in seg.index if i.startswith("3_")]] == "new_store").all()  # store 3 opens at day 100
+    assert seg["1_8"] != "new_product"  # product 8 launched 75 days before the end: older than new_days=56
+    early = segment_series(fr.df, cutoff=fr.df["ds"].min() + pd.Timedelta(days=100))
+    assert early["1_8"] == "new_product"
+    assert (seg[[i for i in seg.index if i.endswith("_4") and not i.startswith("3_")]] == "intermittent").all()
+
+
+def test_same_weekday_mean_is_the_incumbent_rule():
+    ds = pd.date_range("2026-01-01", periods=35, freq="D")
+    y = np.arange(35, dtype=float)
+    df = pd.DataFrame({"unique_id": "a", "ds": ds, "y": y, "y_filled": y, "censored": False})
+    from training.data import ModelFrame
+
+    out = same_weekday_mean(ModelFrame(df), ["a"], 8)
+    # target day +k: same weekday at last - (7 - k % 7) % 7 - 7i, i = 0..3 (last index 34)
+    for k in range(1, 9):
+        back = (7 - k % 7) % 7
+        want = np.mean([34 - back - 7 * i for i in range(4)])
+        assert out.loc[k - 1, "incumbent"] == pytest.approx(want)
+    assert out["ds"].iloc[0] == ds[-1] + pd.Timedelta(days=1)

@@ -1,0 +1,1 @@
+"""Models, rolling-origin backtests, uncertainty calibration, tuning and MLflow tracking (``replenish train`` etc.)."""

@@ -1,0 +1,175 @@
+"""Batch forecasts with the registered champion, written to the forecast cache the planner, API and replay read.
+
+Why re-forecast instead of ``DemandForecaster.predict``: the champion is trained now and then, but the plan runs
+every night on one more day of sales. Its fitted LightGBM is applied to the newest feature-store days (mlforecast
+``new_df``: lags and rolling means recomputed from the latest data, the trees unchanged); the statistical part of an
+``ensemble``/``auto_ets`` champion is cheap and re-estimated on the same data. Dispersion (``alpha`` -> ``dispersion``,
+``shared`` -> ``shared_dispersion``) is the champion's, by segment, exactly as trained.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecasting import uncertainty as unc
+from forecasting.config import Settings, resolve_path
+from forecasting.errors import DataError
+from forecasting.forecast_cache import write_cache
+from training.data import ModelFrame, SegmentRule, segment_series
+from training.forecaster import DemandForecaster
+from training.models import LGBMModel, StatsModels, future_frame
+
+NEW_DF_DAYS = 120  # history handed to the fitted trees: the longest lag/rolling feature needs 35 days; EWM decays
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The champion forecaster and where it came from (its label names the forecast cache folder)."""
+
+    forecaster: DemandForecaster
+    registry_name: str
+    version: int
+    run_id: str
+
+    @property
+    def label(self) -> str:
+        return model_label(self.version)
+
+
+def model_label(version: int | str) -> str:
+    """``v<registry version>``: the model_version written into caches, proposals and reports."""
+    return f"v{version}"
+
+
+def load_champion(settings: Settings) -> Champion:
+    """The model version holding the ``champion`` alias, unpickled from its pyfunc artifact."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from training import tracking
+
+    cfg = settings.training
+    tracking.setup(settings.mlflow.tracking_uri, cfg.experiment)
+    client = MlflowClient()
+    version = tracking.champion_version(client, cfg.registry_name)
+    if version is None:
+        raise DataError(f"no champion for {cfg.registry_name!r} in {settings.mlflow.tracking_uri}: "
+                        "run `replenish train` then `replenish promote`")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = mlflow.pyfunc.load_model(f"models:/{cfg.registry_name}@{tracking.CHAMPION}")
+    forecaster = model.unwrap_python_model().forecaster
+    return Champion(forecaster, cfg.registry_name, int(version.version), version.run_id)
+
+
+def active_ids(frame: ModelFrame) -> list[str]:
+    """Series with a row on the frame's last day (the ones still sold)."""
+    last = frame.df.groupby("unique_id")["ds"].max()
+    return last.index[last == frame.last_date].tolist()
+
+
+def lgbm_forecast_from(model: LGBMModel, frame: ModelFrame, h: int, ids: list[str] | None = None) -> pd.DataFrame:
+    """``unique_id, ds, lightgbm``: the fitted trees applied to the newest data of ``frame`` (h days after it)."""
+    ids = ids if ids is not None else active_ids(frame)
+    d = frame.df[frame.df["unique_id"].isin(ids) & (frame.df["ds"] > frame.last_date - pd.Timedelta(days=NEW_DF_DAYS))]
+    new_df = pd.DataFrame({"unique_id": d["unique_id"].to_numpy(), "ds": d["ds"].to_numpy(),
+                           "y": d["y_filled"].to_numpy()})
+    for c in [*model.static_, *model.exog_]:
+        new_df[c] = d[c].to_numpy()
+    x_df = None
+    if model.exog_:
+        x_df = future_frame(ModelFrame(d, frame.static, frame.exog), ids, h)[["unique_id", "ds", *model.exog_]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = model.mlf_.predict(h=h, new_df=new_df, X_df=x_df)
+    out[model.name] = out[model.name].clip(lower=0.0)
+    return out[["unique_id", "ds", model.name]]
+
+
+def forecast_from(forecaster: DemandForecaster, frame: ModelFrame, h: int | None = None) -> pd.DataFrame:
+    """The champion's forecast for the ``h`` days after ``frame``'s last day, in the policy's input contract.
+
+    Rows ``store_id, product_id, date, horizon, segment, mean, dispersion, shared_dispersion, q0.5..``.
+    """
+    cfg = forecaster.cfg
+    h = h or cfg.horizon
+    ids = active_ids(frame)
+    if not ids:
+        raise DataError(f"no series has data on {frame.last_date.date()}")
+    parts = []
+    if forecaster.lgbm_ is not None:
+        parts.append(lgbm_forecast_from(forecaster.lgbm_, frame, h, ids).set_index(["unique_id", "ds"])["lightgbm"])
+    if forecaster.stats_ is not None:
+        st = StatsModels(7, cfg.ets_model, True).fit(frame).predict(h, ids)
+        parts.append(st.set_index(["unique_id", "ds"])["auto_ets"])
+    mean = pd.concat(parts, axis=1).mean(axis=1).rename("mean").reset_index()
+    keys = frame.df.drop_duplicates("unique_id").set_index("unique_id")[["store_id", "product_id"]]
+    out = mean.merge(keys, left_on="unique_id", right_index=True)
+    rule = SegmentRule(new_days=cfg.new_days, slow_mean=cfg.slow_mean,
+                       intermittent_zero_share=cfg.intermittent_zero_share)
+    out["segment"] = out["unique_id"].map(segment_series(frame.df, rule=rule)).fillna("fast")
+    return with_uncertainty(out, forecaster.uncertainty, frame.last_date, cfg.quantiles)
+
+
+def with_uncertainty(
+    means: pd.DataFrame, params: dict[str, tuple[float, float]], last_date: pd.Timestamp, quantiles: list[float]
+) -> pd.DataFrame:
+    """Attach dispersion by segment (``all`` as fallback), horizon and NB quantiles to ``unique_id, ds, mean`` rows."""
+    out = means.copy()
+    fallback = params.get("all", (0.3, 0.0))
+    p = out["segment"].map(lambda s: params.get(s, fallback))
+    out["dispersion"] = [float(a) for a, _ in p]
+    out["shared_dispersion"] = [float(min(b, a)) for a, b in p]
+    out["date"] = pd.to_datetime(out.pop("ds"))
+    out["horizon"] = (out["date"] - pd.Timestamp(last_date)).dt.days
+    for q in quantiles:
+        out[f"q{q}"] = unc.nb_quantile(out["mean"].to_numpy(), out["dispersion"].to_numpy(), q)
+    cols = ["store_id", "product_id", "date", "horizon", "segment", "mean", "dispersion", "shared_dispersion",
+            *[f"q{q}" for q in quantiles]]
+    out["store_id"] = out["store_id"].astype(int)
+    out["product_id"] = out["product_id"].astype(int)
+    return out[cols].sort_values(["store_id", "product_id", "date"], ignore_index=True)
+
+
+def run_batch(
+    settings: Settings,
+    features_dir: str | Path | None = None,
+    forecasts_dir: str | Path | None = None,
+    data_date: date | None = None,
+    champion: Champion | None = None,
+) -> dict[str, Any]:
+    """Forecast ``training.horizon`` days after ``data_date`` (default: the feature store's last day) with the
+    champion and write the cache; returns a summary (model version, data date, rows, path)."""
+    import time
+
+    from training.pipeline import load_frame
+
+    t0 = time.perf_counter()
+    champ = champion or load_champion(settings)
+    frame = load_frame(features_dir or settings.features.out_dir)
+    last = frame.last_date.date()
+    day = data_date or last
+    if day > last:
+        raise DataError(f"the feature store ends on {last}: build features through {day} first")
+    sub = frame.until(pd.Timestamp(day))
+    if sub.df.empty:
+        raise DataError(f"the feature store has no data up to {day}")
+    fc = forecast_from(champ.forecaster, sub, settings.training.horizon)
+    if not np.isfinite(fc["mean"]).all():
+        raise DataError("the champion produced non-finite forecasts")
+    root = resolve_path(forecasts_dir or settings.planning.forecasts_dir)
+    meta = {"registry_name": champ.registry_name, "registry_version": champ.version, "run_id": champ.run_id,
+            "kind": champ.forecaster.kind, "trained_through": str(champ.forecaster.last_date_.date()),
+            "horizon": settings.training.horizon, "stores": int(fc["store_id"].nunique()),
+            "series": int(fc.groupby(["store_id", "product_id"]).ngroups)}
+    path = write_cache(root, fc, champ.label, day, meta)
+    return {"model_version": champ.label, "data_date": day.isoformat(), "rows": int(len(fc)), "path": str(path),
+            "first_date": str(fc["date"].min().date()), "last_date": str(fc["date"].max().date()),
+            "seconds": round(time.perf_counter() - t0, 2), **meta}

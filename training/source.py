@@ -1,0 +1,57 @@
+"""What the backtest reads from the source database besides the feature store: BOM, ground truth, incumbent records.
+
+Each is optional: a plain POS import has neither ground truth nor incumbent records, and then the backtest simply
+has no ``oracle`` / ``incumbent_records`` entries. The truth is read for evaluation only, never for training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlalchemy import Engine, select
+
+from forecasting.db import existing_tables
+from forecasting.schema import SourceSchema
+
+
+@dataclass
+class EvalSources:
+    bom: pd.DataFrame | None = None  # product_id, material_id, qty_per_unit
+    truth: pd.DataFrame | None = None  # store_id, product_id, ds, expected_qty
+    incumbent: pd.DataFrame | None = None  # store_id, material_id, issued_on, ds, predicted_qty
+
+
+def _read(engine: Engine, stmt) -> pd.DataFrame:
+    with engine.connect() as conn:
+        return pd.read_sql(stmt, conn)
+
+
+def load_eval_sources(engine: Engine, schema: SourceSchema, since: pd.Timestamp | None = None) -> EvalSources:
+    """Tables that exist and hold rows; ``since`` limits truth and incumbent rows to the evaluated dates."""
+    have = set(existing_tables(engine, schema))
+    out = EvalSources()
+    if "bom" in have:
+        t = schema["bom"]
+        bom = _read(engine, select(t.c.product_id, t.c.material_id, t.c.qty_per_unit))
+        out.bom = bom if len(bom) else None
+    if "demand_truth" in have:
+        t = schema["demand_truth"]
+        stmt = select(t.c.store_id, t.c.product_id, t.c.date, t.c.expected_qty)
+        if since is not None:
+            stmt = stmt.where(t.c.date > since.date())
+        truth = _read(engine, stmt)
+        if len(truth):
+            truth["ds"] = pd.to_datetime(truth.pop("date"))
+            out.truth = truth
+    if "replenishment_forecasts" in have:
+        t = schema["replenishment_forecasts"]
+        stmt = select(t.c.store_id, t.c.material_id, t.c.issued_on, t.c.target_date, t.c.predicted_qty)
+        if since is not None:
+            stmt = stmt.where(t.c.target_date > since.date())
+        inc = _read(engine, stmt)
+        if len(inc):
+            inc["ds"] = pd.to_datetime(inc.pop("target_date"))
+            inc["issued_on"] = pd.to_datetime(inc["issued_on"])
+            out.incumbent = inc
+    return out
