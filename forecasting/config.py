@@ -37,11 +37,217 @@ class GeneratorConfig(_Section):
 
 
 class FeaturesConfig(_Section):
+    """The feature job (``features/``): where the store lives and which source rows count."""
+
     out_dir: str = "data/features"
+    completed_statuses: list[str] = Field(default_factory=lambda: ["completed"])
+    # Re-read the last days on an incremental run: late orders and corrected counts land after the watermark.
+    reread_days: int = Field(2, ge=1, le=31)
+    # The job fails (DataError) when quarantined order lines pass this share of the lines read.
+    max_bad_share: float = Field(0.01, ge=0.0, le=1.0)
+    holiday_country: str = "US"
+    holiday_subdiv: str | None = "NY"
+    # Incumbent (ireplenishment) forecasts kept as features: days between issued_on and target_date.
+    incumbent_horizons: list[int] = Field(default_factory=lambda: [1, 7])
+    # Reference time for "future timestamp" checks (ISO, UTC); default: the wall clock.
+    now: str | None = None
+    # Zone used for rows whose store is unknown (they have no timezone of their own).
+    default_timezone: str = "America/New_York"
 
 
 class MlflowConfig(_Section):
     tracking_uri: str = "mlruns"
+
+
+class ClassPolicy(_Section):
+    """Replenishment settings for one material class (a storage class, or e.g. ``food`` for ready food)."""
+
+    service_level: float = Field(0.95, gt=0.0, lt=1.0)
+    # Perishables (newsvendor): lost margin per unit short, as a multiple of unit cost; salvage as a share of cost.
+    underage_cost_ratio: float = Field(3.0, gt=0.0)
+    salvage_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    moq_packs: int = Field(1, ge=0)
+    # Most stock of one material the store can hold after a delivery (shelf/fridge space); None = no limit.
+    max_stock_packs: float | None = Field(None, gt=0.0)
+    max_stock_units: float | None = Field(None, gt=0.0)
+
+
+class MaterialOverride(_Section):
+    """Per-material exceptions to its class (planner-maintained); unset fields fall back to the class."""
+
+    policy_class: str | None = None
+    service_level: float | None = Field(None, gt=0.0, lt=1.0)
+    underage_cost: float | None = Field(None, gt=0.0)  # $ per unit short
+    overage_cost: float | None = Field(None, gt=0.0)  # $ per unit wasted (cost - salvage)
+    moq_packs: int | None = Field(None, ge=0)
+    max_stock_packs: float | None = Field(None, gt=0.0)
+    max_stock_units: float | None = Field(None, gt=0.0)
+
+
+class CountCheckConfig(_Section):
+    """When an inventory count is implausible (counting errors are common: unit confusion, typos, missed counts)."""
+
+    lookback_days: int = Field(28, ge=2, le=365)
+    max_ratio: float = Field(3.0, gt=1.0)  # count > ratio x the usual (plausible) max
+    jump_usage_days: float = Field(2.0, gt=0.0)  # a jump must also exceed this many days of usual usage ...
+    jump_rel: float = Field(1.0, gt=0.0)  # ... and this share of the expected on hand (x10 confusion: 9.0)
+    jump_low_ratio: float = Field(0.2, ge=0.0, lt=1.0)  # count below this share of expected is a jump down
+    stale_after_days: int = Field(2, ge=1)  # latest count older than this (before the order date) is flagged
+
+
+def _default_classes() -> dict[str, ClassPolicy]:
+    return {
+        "ambient": ClassPolicy(service_level=0.98, underage_cost_ratio=4.0),
+        "chilled": ClassPolicy(service_level=0.95, underage_cost_ratio=6.0),
+        "frozen": ClassPolicy(service_level=0.97, underage_cost_ratio=4.0),
+        "food": ClassPolicy(service_level=0.90, underage_cost_ratio=1.5),
+    }
+
+
+class ReplenishmentConfig(_Section):
+    """The (R, S) engine: sampling, service levels / newsvendor costs per class, rounding, counts, costs."""
+
+    n_samples: int = Field(1000, ge=50, le=20000)  # joint demand paths per store x product
+    seed: int = 20240901
+    rounding_threshold: float = Field(0.3, ge=0.0, le=1.0)  # round up when the fractional pack >= this
+    default_class: str = "ambient"
+    classes: dict[str, ClassPolicy] = Field(default_factory=_default_classes)
+    # Class of every material of a supplier (e.g. the bakery's -> food) when t_material has no class column.
+    supplier_classes: dict[int, str] = Field(default_factory=dict)
+    material_overrides: dict[int, MaterialOverride] = Field(default_factory=dict)
+    counts: CountCheckConfig = Field(default_factory=CountCheckConfig)
+    # Replenishment orders in these statuses are not on order any more (anything else, unreceived, is).
+    closed_order_statuses: list[str] = Field(
+        default_factory=lambda: ["received", "cancelled", "canceled", "rejected", "closed"]
+    )
+    emit_non_order_days: bool = True  # a zero line explaining the next order day, or no line at all
+    # Simulation / cost reporting: holding cost per unit-day as a share of unit cost.
+    holding_cost_daily_ratio: float = Field(0.001, ge=0.0)
+
+
+class PromoteRule(_Section):
+    """When a challenger replaces the champion: relative WAPE gain on the same backtest, coverage in band."""
+
+    metric_model: str = "final"
+    min_rel_improvement: float = Field(0.01, ge=0, lt=1)
+    coverage_80: tuple[float, float] = (0.77, 0.83)
+    coverage_95: tuple[float, float] = (0.93, 0.97)
+
+
+class TuneConfig(_Section):
+    trials: int = Field(20, ge=1)
+    origins: int = Field(2, ge=1)
+    timeout_s: int | None = None
+    out: str = "configs/tuned_lgbm.yaml"
+
+
+class TrainingConfig(_Section):
+    """Models, backtest and tracking defaults (see training/)."""
+
+    horizon: int = Field(14, ge=1, le=60)
+    origins: int = Field(4, ge=1)
+    step_days: int = Field(7, ge=1)
+    seed: int = 42
+    num_threads: int = Field(1, ge=1)  # LightGBM threads: 2 on 2 shared cores measured 11x slower than 1
+    strategy: str = Field("recursive", pattern="^(recursive|direct|both)$")
+    lags: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 14, 21, 28])
+    lgbm: dict[str, Any] = Field(default_factory=dict)
+    tuned_params: str | None = "configs/tuned_lgbm.yaml"
+    run_ets: bool = True
+    ets_model: str = "ZNA"
+    calib_windows: int = Field(1, ge=1)
+    blend_windows: int = Field(1, ge=1)  # inner windows before each origin that learn the final blend's weights
+    quantiles: list[float] = Field(default_factory=lambda: [0.5, 0.8, 0.9, 0.95, 0.99])
+    final: str = Field("auto", pattern="^(auto|blend|lightgbm|ensemble|auto_ets|croston|seasonal_naive)$")
+    new_days: int = Field(56, ge=1)
+    slow_mean: float = Field(5.0, ge=0)
+    intermittent_zero_share: float = Field(0.3, ge=0, le=1)
+    experiment: str = "replenishment"
+    registry_name: str = "replenishment-forecaster"
+    promote: PromoteRule = Field(default_factory=PromoteRule)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+
+
+class ServingConfig(_Section):
+    """The BentoML API (``serving/``): where the champion's forecasts are, how often the registry is polled, limits."""
+
+    forecast_cache: str | None = None  # None: planning.forecasts_dir, where the batch job writes (version, data date)
+    model_source: str = Field("auto", pattern="^(auto|mlflow|bentoml)$")  # auto: MLflow registry, else BentoML store
+    bentoml_model: str = "replenishment-forecaster"  # BentoML store name used by `replenish serve import-model`
+    poll_interval_s: float = Field(30.0, ge=0.2)  # registry poll for a moved champion alias (and a retry when down)
+    inventory_ttl_s: float = Field(30.0, ge=0.0)  # latest counts read from the source are reused this long
+    source_timeout_s: int = Field(3, ge=1, le=60)  # connect timeout of the source at request time
+    hourly_lookback_days: int = Field(56, ge=7, le=365)  # hourly shares per store x product x weekday from this
+    max_body_bytes: int = Field(262144, ge=1024)  # larger request bodies get a 413
+    max_batch_stores: int = Field(100, ge=1)
+    token_env: str = "REPLENISH_API_TOKEN"  # when this variable is set, every endpoint but health checks needs it
+    host: str = "127.0.0.1"
+    port: int = Field(3000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=16)
+
+
+class IncumbentRuleConfig(_Section):
+    """The ireplenishment order rule the simulation replays as ``incumbent`` (its own forecasts, its own rule)."""
+
+    safety_factor: float = Field(0.3, ge=0)  # order-up-to = (1 + k) x forecast over the protection window ...
+    safety_factor_shelf_stable: float = Field(0.8, ge=0)  # ... k for non-perishables
+    safety_z: float = Field(1.6, ge=0)  # ... + z x sqrt(expected product units in the window)
+    round_up_fraction: float = Field(0.3, ge=0, le=1)  # a shortfall remainder below this share of a pack: round down
+
+
+class SimulationConfig(_Section):
+    """Policy replay (``replenish simulate``): period, demand source, refit cadence, sampling."""
+
+    weeks: int = Field(8, ge=1, le=52)  # default period: the last weeks of the history
+    policies: list[str] = Field(default_factory=lambda: ["ours", "incumbent", "seasonal_naive", "oracle"])
+    demand: str = Field("auto", pattern="^(auto|truth|sales)$")  # auto: sampled latent truth when present
+    truth_dispersion: float = Field(1 / 12, ge=0)  # NB alpha of the latent truth's daily noise (generator: 1/k)
+    seed: int = 7
+    n_samples: int = Field(500, ge=50, le=20000)  # sample paths per proposal in the replay (speed)
+    refit_days: int = Field(14, ge=1, le=56)  # `ours`: LightGBM refit cadence; re-forecast daily in between
+    calib_days: int = Field(14, ge=7, le=56)  # out-of-sample days before the period that fit the dispersion
+    workers: int = Field(2, ge=1, le=16)  # policies replayed in parallel processes
+    incumbent: IncumbentRuleConfig = Field(default_factory=IncumbentRuleConfig)
+
+
+class ExceptionConfig(_Section):
+    """What the planner's report puts first."""
+
+    high_order_ratio: float = Field(2.0, gt=1.0)  # packs > ratio x the usual order of that store x material ...
+    high_order_min_packs: int = Field(2, ge=1)  # ... and at least this many packs above it
+    usual_order_weeks: int = Field(8, ge=1, le=52)
+    new_item_days: int = Field(28, ge=1)  # fewer days of counts / sales than this: a new item, little history
+
+
+class PlanningConfig(_Section):
+    """Batch forecasts, the planners' daily proposal and its reports (``replenish forecast | plan | nightly``)."""
+
+    forecasts_dir: str = "data/forecasts"
+    reports_dir: str = "reports"
+    inventory_days: int = Field(35, ge=2, le=365)  # count history read per plan (count checks look back 28)
+    plot_materials: int = Field(6, ge=0, le=40)  # main materials plotted per store
+    plot_history_days: int = Field(28, ge=7, le=365)
+    # Never round a pack down below the window's median need (planning/rounding.py; until the engine has it).
+    rounding_guard: bool = True
+    exceptions: ExceptionConfig = Field(default_factory=ExceptionConfig)
+    simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+
+
+class ClusterConfig(_Section):
+    """Where the heavy stages run (``forecasting/cluster.py``): in-process (default) or on Dask.
+
+    ``scheduler_address`` set: a real cluster (e.g. ``tcp://scheduler:8786``); unset: a LocalCluster of
+    ``n_workers`` x ``threads_per_worker`` on this machine.
+    """
+
+    engine: str = Field("local", pattern="^(local|dask)$")
+    scheduler_address: str | None = None
+    n_workers: int = Field(2, ge=1)
+    threads_per_worker: int = Field(1, ge=1)
+    processes: bool = True  # LocalCluster workers as processes (real parallelism) or threads (fast start, tests)
+    memory_limit: str = "auto"  # per LocalCluster worker, e.g. "4GB"
+    stores_per_task: int = Field(25, ge=1)  # feature build: one Dask task per month x group of this many stores
+    series_per_partition: int = Field(20000, ge=1)  # models: series per Dask partition (whole series per partition)
 
 
 class Settings(_Section):
@@ -49,6 +255,11 @@ class Settings(_Section):
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    replenishment: ReplenishmentConfig = Field(default_factory=ReplenishmentConfig)
+    planning: PlanningConfig = Field(default_factory=PlanningConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

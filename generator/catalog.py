@@ -278,7 +278,9 @@ class Scenario(_Strict):
     name: str = "default"
     start_date: dt.date | None = None  # default: the first store opening
     end_date: dt.date = dt.date(2026, 2, 12)
-    n_stores: int | None = Field(None, ge=1)  # the first n stores of the catalog (after overrides)
+    # the first n stores of the catalog (after overrides); more than it has: catalog stores cloned in turn under
+    # new ids (same size, hours and opening date), for the scale scenarios
+    n_stores: int | None = Field(None, ge=1)
     stores: list[StoreOverride] = Field(default_factory=list)
     events: list[Event] = Field(default_factory=list)
     random_weather: bool = True

@@ -87,7 +87,10 @@ def _stores(cat: Catalog, sc: Scenario) -> list[StoreSpec]:
         stores[ov.id] = stores[ov.id].model_copy(update=upd)
     ordered = list(stores.values())
     if sc.n_stores is not None:
-        ordered = ordered[: sc.n_stores]
+        nxt = max(s.id for s in ordered) + 1  # beyond the catalog: its stores cloned in turn (scale benchmarks)
+        clones = [ordered[i % len(ordered)] for i in range(max(0, sc.n_stores - len(ordered)))]
+        ordered = ordered[: sc.n_stores] + [s.model_copy(update={"id": nxt + i, "name": f"{s.name} #{nxt + i}"})
+                                            for i, s in enumerate(clones)]
     for ev in sc.events:
         if ev.type == "new_store":
             if any(s.id == ev.store.id for s in ordered):

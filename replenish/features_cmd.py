@@ -30,12 +30,21 @@ def build(
     full: bool = typer.Option(False, "--full", help="Rebuild everything instead of extending from the watermark."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object on stdout."),
     config: str = typer.Option(None, "--config", help="A YAML file merged over configs/default.yaml."),
+    engine_opt: str = typer.Option(None, "--engine", help="local | dask (default: cluster.engine in configs/)."),
 ) -> None:
     """Build or extend the Parquet feature store (incremental by watermark; --full rebuilds)."""
     from features.job import build_features
+    from forecasting.cluster import resolve_engine
     from forecasting.config import resolve_path
 
     cfg = settings(config)
+    job = build_features
+    if resolve_engine(engine_opt, cfg.cluster) == "dask":  # same store, partitions computed on Dask
+        from functools import partial
+
+        from features.distributed import build_features_dask
+
+        job = partial(build_features_dask, cluster=cfg.cluster)
     until_date = _parse_date(until)
     engine, schema = source(db, cfg)
     out_dir = resolve_path(out) if out else resolve_path(cfg.features.out_dir)
@@ -45,7 +54,7 @@ def build(
         def report(step: str, done: int, total: int) -> None:
             prog.update(task, description=step, completed=done, total=total)
 
-        summary = build_features(engine, schema, str(out_dir), until=until_date, full=full, progress=report,
+        summary = job(engine, schema, str(out_dir), until=until_date, full=full, progress=report,
                                  config=cfg.features)
     if as_json:
         emit_json(summary)
