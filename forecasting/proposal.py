@@ -12,6 +12,7 @@ expiry). q = max(0, S - IP), rounded to packs, raised to the MOQ, capped by stor
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from datetime import date, time, timedelta
 from typing import Literal
 
@@ -30,7 +31,9 @@ from forecasting.material_demand import (
     window_totals,
 )
 from forecasting.policy import (
+    CountAssessment,
     MaterialPolicy,
+    Position,
     Reason,
     assess_count,
     decide_quantity,
@@ -135,38 +138,81 @@ def _series_index(frame: pd.DataFrame) -> dict[tuple[int, int], np.ndarray]:
     return {(int(k[0]), int(k[1])): v for k, v in groups.items()}
 
 
-def propose(
+@dataclass(frozen=True)
+class WindowDemand:
+    """The batch half of a proposal for one order date: per store x material, the window-demand figures a line needs.
+
+    Why: drawing sample paths is the slow part and depends only on the forecasts, the master data and the order
+    date, not on what the store holds; the API precomputes one of these per order date at load and a request only
+    applies the policy (``line_for``). ``upper`` keeps the sorted upper half of the protection-window totals so any
+    service level >= 0.5 is answered exactly (same ``sample_quantile`` rule) without the samples.
+    """
+
+    order_date: date
+    order_time: time | None
+    store_ids: np.ndarray  # (S,)
+    material_ids: np.ndarray  # (M,)
+    rows: list[dict]  # material master rows, in material_ids order
+    pols: list[MaterialPolicy]
+    wins: list[OrderWindow]
+    cutoffs: list[time]  # the supplier's order cutoff per material
+    shelf: list[int]  # shelf life in days (0 = no expiry cap)
+    prot_mean: np.ndarray  # (S, M) exact mean demand over the protection window
+    q_level: np.ndarray  # (S, M) quantile at the material's configured level
+    q_median: np.ndarray  # (S, M)
+    pre_median: np.ndarray  # (S, M) median demand from the order date to the delivery
+    shelf_median: np.ndarray  # (S, M) median demand over the shelf life after delivery
+    prot_days: np.ndarray  # (M,) window days wanted
+    prot_cov: np.ndarray  # (M,) window days the forecast covers
+    shelf_days: np.ndarray  # (M,)
+    shelf_cov: np.ndarray  # (M,)
+    n_samples: int = 0
+    upper: np.ndarray | None = None  # (S, M, K): sorted window totals from rank ceil(n/2)-1 up (~4 kB a line)
+    memo: dict = field(default_factory=dict, repr=False, compare=False)  # line statics by (si, mi, level)
+
+    def store_index(self, store_id: int) -> int | None:
+        i = int(np.searchsorted(self.store_ids, store_id))
+        return i if i < len(self.store_ids) and int(self.store_ids[i]) == int(store_id) else None
+
+    def for_store(self, si: int) -> WindowDemand:
+        """The same figures for one store (index ``si``): a cheap view, e.g. to propose for that store only."""
+        sl = slice(si, si + 1)
+        return replace(
+            self, store_ids=self.store_ids[sl], prot_mean=self.prot_mean[sl], q_level=self.q_level[sl],
+            q_median=self.q_median[sl], pre_median=self.pre_median[sl], shelf_median=self.shelf_median[sl],
+            upper=None if self.upper is None else self.upper[sl], memo={},
+        )
+
+    def quantile(self, si: int, mi: int, level: float) -> float:
+        """Window-demand quantile at ``level`` (>= 0.5) for one line, as ``sample_quantile`` gives on the samples."""
+        if self.upper is None:
+            raise DataError("window demand was precomputed without the quantile table")
+        n = self.n_samples
+        k = min(max(int(np.ceil(level * n - 1e-9)) - 1, 0), n - 1) - (n - self.upper.shape[-1])
+        if k < 0:
+            raise DataError(f"service level {level} is below 0.5")
+        return float(self.upper[si, mi, k])
+
+
+def precompute_window_demand(
     forecasts: pd.DataFrame,
     materials: pd.DataFrame,
     bom: pd.DataFrame,
     suppliers: pd.DataFrame,
-    inventory: pd.DataFrame,
     order_date: date,
     config: ReplenishmentConfig,
-    model_version: str,
-    data_date: date,
     *,
-    orders: pd.DataFrame | None = None,
-    committed: pd.DataFrame | None = None,
     order_time: time | None = None,
-) -> list[ProposalLine]:
-    """Order proposal for ``order_date`` (ordering at ``order_time``; None = before every cutoff).
+    keep_quantiles: bool = False,
+) -> WindowDemand:
+    """The demand side of ``propose`` for ``order_date``: windows, policies and window-demand quantiles.
 
-    Inputs are frames shaped like the source tables: ``materials`` (t_material, optionally ``material_name`` and
-    ``policy_class``), ``bom`` (t_bom), ``suppliers`` (t_supplier), ``inventory`` (t_inventory_snapshot history,
-    a few weeks), ``orders`` (t_replenishment_order: open orders and recent receipts; None = unknown),
-    ``committed`` (store_id, material_id, committed_qty). Counts are taken as end-of-day, so the position is at the
-    end of the day before ``order_date`` and the window's demand starts on ``order_date``.
-
-    One line per store with a forecast x material used by its recipes (or counted there); zero lines explain why.
+    ``keep_quantiles`` also keeps the sorted upper half of the window totals (for a per-request service level).
     """
     _require(materials, "materials", ("material_id", "pack_size", "is_perishable", "storage_class", "supplier_id"))
     _require(suppliers, "suppliers", ("supplier_id", "lead_time_days", "delivery_weekdays", "order_cutoff"))
-    _require(inventory, "inventory", ("store_id", "material_id", "snapshot_date", "on_hand_qty"))
     fc = validate_forecasts(forecasts)
     order_date = pd.Timestamp(order_date).date()
-    data_date = pd.Timestamp(data_date).date()
-    position_date = order_date - timedelta(days=1)
 
     # Materials in play: used by a forecast product's recipe.
     used = bom[bom["product_id"].isin(fc["product_id"].unique())]
@@ -187,6 +233,7 @@ def propose(
     rows = [mat.loc[m].to_dict() for m in material_ids]
     pols: list[MaterialPolicy] = [resolve_policy(r, config) for r in rows]
     wins = [windows[int(r["supplier_id"])][1] for r in rows]
+    cutoffs = [windows[int(r["supplier_id"])][0].cutoff for r in rows]
     shelf = [
         int(r["shelf_life_days"]) if bool(r["is_perishable"]) and pd.notna(r.get("shelf_life_days"))
         and int(r["shelf_life_days"]) > 0 else 0
@@ -209,11 +256,276 @@ def propose(
     shelf_tot, _, shelf_days, shelf_cov = _totals(ms, [w.delivery_date for w in wins], shelf_end)
 
     levels = np.array([p.level for p in pols])
-    q_level = sample_quantile(prot, levels[None, :])  # (S, M)
-    q_median = sample_quantile(prot, 0.5)
-    pre_median = sample_quantile(pre, 0.5)
-    shelf_median = sample_quantile(shelf_tot, 0.5)
+    n = prot.shape[-1]
+    upper = None
+    if keep_quantiles:
+        k0 = max(int(np.ceil(0.5 * n - 1e-9)) - 1, 0)
+        upper = np.sort(prot, axis=-1)[..., k0:]
+    return WindowDemand(
+        order_date=order_date,
+        order_time=order_time,
+        store_ids=ms.store_ids,
+        material_ids=material_ids,
+        rows=rows,
+        pols=pols,
+        wins=wins,
+        cutoffs=cutoffs,
+        shelf=shelf,
+        prot_mean=prot_mean,
+        q_level=sample_quantile(prot, levels[None, :]),  # (S, M)
+        q_median=sample_quantile(prot, 0.5),
+        pre_median=sample_quantile(pre, 0.5),
+        shelf_median=sample_quantile(shelf_tot, 0.5),
+        prot_days=prot_days,
+        prot_cov=prot_cov,
+        shelf_days=shelf_days,
+        shelf_cov=shelf_cov,
+        n_samples=n,
+        upper=upper,
+    )
 
+
+@dataclass(frozen=True)
+class _LineStatic:
+    """What a line's figures and text need that does not depend on the store's holdings (memoised per line)."""
+
+    store: int
+    mid: int
+    pol: MaterialPolicy
+    S: float
+    med: float
+    pre_med: float
+    shelf_sales: float | None  # median sales over the shelf life (perishables with a shelf life)
+    shelf_days: int
+    pack: float
+    pack_txt: str
+    unit: str | None
+    name: str | None
+    cost: float | None
+    supplier_id: int
+    demand_mean: float
+    perishable: bool
+    head_reasons: list[Reason]  # unknown class, forecast short, shelf-life notes (after count and on-order notes)
+    tail_reasons: list[Reason]  # not an order day / cutoff passed (after the quantity's reasons)
+    window_txt: str  # "{window}-day window (...) needs median ..., q.. ..; safety stock .."
+    fields: dict  # the line's fields that do not depend on the holdings
+
+
+def _line_static(wd: WindowDemand, si: int, mi: int, config: ReplenishmentConfig,
+                 service_level: float | None) -> _LineStatic:
+    pol = wd.pols[mi]
+    custom = service_level is not None and pol.basis == "service_level" and service_level != pol.level
+    key = (si, mi, float(service_level) if custom else None)
+    hit = wd.memo.get(key)
+    if hit is not None:
+        return hit
+    r, win = wd.rows[mi], wd.wins[mi]
+    S = float(wd.q_level[si, mi])
+    if custom:
+        pol = replace(pol, level=float(service_level))
+        S = wd.quantile(si, mi, pol.level)
+    med = float(wd.q_median[si, mi])
+    head: list[Reason] = []
+    if not pol.class_known:
+        head.append(("unknown_class", f"class {pol.policy_class!r} not configured: used "
+                                      f"{config.default_class!r} settings"))
+    if wd.prot_cov[mi] < wd.prot_days[mi]:
+        head.append(("forecast_short", f"forecast covers {wd.prot_cov[mi]} of {wd.prot_days[mi]} window days: "
+                                       "scaled up"))
+    perishable = bool(r["is_perishable"])
+    shelf_sales = None
+    if perishable:
+        if wd.shelf[mi] > 0:
+            shelf_sales = float(wd.shelf_median[si, mi])
+            if wd.shelf_cov[mi] < wd.shelf_days[mi]:
+                head.append(("shelf_forecast_short", f"forecast covers {wd.shelf_cov[mi]} of {wd.shelf[mi]} "
+                                                     "shelf-life days: sales before expiry extrapolated"))
+        else:
+            head.append(("no_shelf_life", "perishable without a shelf life: no expiry cap"))
+    tail: list[Reason] = []
+    if not win.is_order_day:
+        nxt = win.next_order_day
+        tail.append(("not_order_day", f"not an order day: next order day {WEEKDAY_NAMES[nxt.weekday()]} "
+                                      f"{nxt.isoformat()}"))
+    if wd.order_time is not None and win.effective_order_date > wd.order_date:
+        tail.append(("cutoff_passed", f"after the {wd.cutoffs[mi]:%H:%M} cutoff: "
+                                      f"counts as ordered {win.effective_order_date.isoformat()}"))
+    basis = "service level" if pol.basis == "service_level" else "newsvendor CR"
+    cost = r.get("unit_cost")
+    pack = float(r["pack_size"])
+    unit = str(r["unit"]) if pd.notna(r.get("unit")) else None
+    fields = dict(
+        store_id=int(wd.store_ids[si]), material_id=int(wd.material_ids[mi]),
+        material_name=str(r["material_name"]) if pd.notna(r.get("material_name")) else None,
+        supplier_id=int(r["supplier_id"]), unit=unit, order_date=wd.order_date,
+        effective_order_date=win.effective_order_date, is_order_day=win.is_order_day,
+        next_order_day=win.next_order_day, delivery_date=win.delivery_date,
+        next_delivery_date=win.next_delivery_date, pack_size=pack, window_days=win.window_days,
+        lead_days=win.lead_days, review_days=win.review_days, policy_class=pol.policy_class,
+        quantile_basis=pol.basis, quantile_level=pol.level, demand_mean=float(wd.prot_mean[si, mi]),
+        demand_median=med, demand_quantile=S, safety_stock=S - med, order_up_to=S,
+    )
+    st = _LineStatic(
+        store=int(wd.store_ids[si]),
+        mid=int(wd.material_ids[mi]),
+        pol=pol,
+        S=S,
+        med=med,
+        pre_med=float(wd.pre_median[si, mi]),
+        shelf_sales=shelf_sales,
+        shelf_days=wd.shelf[mi],
+        pack=pack,
+        pack_txt=fmt(pack),
+        unit=unit,
+        name=fields["material_name"],
+        cost=float(cost) if cost is not None and pd.notna(cost) else None,
+        supplier_id=int(r["supplier_id"]),
+        demand_mean=float(wd.prot_mean[si, mi]),
+        perishable=perishable,
+        head_reasons=head,
+        tail_reasons=tail,
+        window_txt=(f"{win.window_days}-day window ({win.lead_days} to delivery + {win.review_days} to the next) "
+                    f"needs median {fmt(med)}, q{fmt(100 * pol.level)} {fmt(S)} ({basis} {fmt(pol.level)}); "
+                    f"safety stock {fmt(S - med)}"),
+        fields=fields,
+    )
+    if len(wd.memo) < 200_000:  # bounded: arbitrary per-request service levels must not grow it without end
+        wd.memo[key] = st
+    return st
+
+
+def line_for(
+    wd: WindowDemand,
+    si: int,
+    mi: int,
+    count: CountAssessment,
+    pos: Position,
+    config: ReplenishmentConfig,
+    model_version: str,
+    data_date: date,
+    *,
+    service_level: float | None = None,
+) -> ProposalLine:
+    """The per-request half: one explained line from precomputed window demand and what the store holds.
+
+    ``service_level`` (>= 0.5) replaces the configured level of service-level materials; newsvendor lines keep
+    their critical ratio (it is a cost trade-off, not a service target). Everything that does not depend on the
+    holdings (quantiles, texts) is memoised on ``wd``, so a repeated line costs little more than the arithmetic.
+    """
+    st = _line_static(wd, si, mi, config, service_level)
+    win, pol, S, pack = wd.wins[mi], st.pol, st.S, st.pack
+    reasons: list[Reason] = []
+    if count.flag != "ok":
+        reasons.append((f"count_{count.flag}", count.note))
+    reasons += [("on_order", n) for n in pos.notes]
+    reasons += st.head_reasons
+    ip = pos.inventory_position
+
+    # Stock expected at delivery (median), for the shelf-life cap and the storage room.
+    at_delivery = max(0.0, pos.on_hand + pos.on_order_by_delivery - st.pre_med)
+    shelf_cap = shelf_cap_days = None
+    if st.shelf_sales is not None:
+        sales = st.shelf_sales
+        shelf_cap = max(0.0, sales - at_delivery - pos.on_order_after_delivery)
+        daily = sales / st.shelf_days if sales > 0 else 0.0
+        shelf_cap_days = shelf_cap / daily if daily > 0 else 0.0
+    room = None if pol.max_stock_units is None else pol.max_stock_units - at_delivery
+    decision = decide_quantity(
+        S, ip, pack, config.rounding_threshold,
+        moq_packs=pol.moq_packs, shelf_cap_units=shelf_cap, shelf_cap_days=shelf_cap_days, room_units=room,
+    )
+    packs = decision.qty_packs
+    if win.is_order_day:
+        reasons += decision.reasons
+    else:
+        packs = 0
+    reasons += st.tail_reasons
+    qty = packs * pack
+    unit = st.unit
+    codes = list(dict.fromkeys(c for c, _ in reasons))
+    plural = "" if packs == 1 else "s"
+    head = f"Order {packs} pack{plural} ({fmt(qty)} {unit or 'units'})" if packs else "No order"
+    explanation = (
+        f"{head}: {st.window_txt}; position {fmt(ip)} = on hand {fmt(pos.on_hand)} + on order "
+        f"{fmt(pos.on_order)} - committed {fmt(pos.committed)}; need {fmt(decision.need_units)} "
+        f"= {fmt(decision.need_units / pack)} packs of {st.pack_txt}"
+        + "".join(f"; {t}" for _, t in reasons)
+        + "."
+    )
+    return ProposalLine(
+        **st.fields,
+        qty_units=qty,
+        qty_packs=packs,
+        order_value=qty * st.cost if st.cost is not None else None,
+        inventory_position=ip,
+        on_hand_counted=count.counted,
+        count_date=count.count_date,
+        on_hand_used=pos.on_hand,
+        on_order=pos.on_order,
+        committed=pos.committed,
+        count_flag=count.flag,
+        need_units=decision.need_units,
+        shelf_life_cap_units=shelf_cap,
+        reason_codes=codes,
+        explanation=explanation,
+        # Exceptions a planner must look at; on a non-order day only the count matters.
+        needs_review=count.flag != "ok" or (win.is_order_day and bool(REVIEW_CODES.intersection(codes))),
+        model_version=model_version,
+        data_date=data_date,
+    )
+
+
+def propose(
+    forecasts: pd.DataFrame,
+    materials: pd.DataFrame,
+    bom: pd.DataFrame,
+    suppliers: pd.DataFrame,
+    inventory: pd.DataFrame,
+    order_date: date,
+    config: ReplenishmentConfig,
+    model_version: str,
+    data_date: date,
+    *,
+    orders: pd.DataFrame | None = None,
+    committed: pd.DataFrame | None = None,
+    order_time: time | None = None,
+    window_demand: WindowDemand | None = None,
+) -> list[ProposalLine]:
+    """Order proposal for ``order_date`` (ordering at ``order_time``; None = before every cutoff).
+
+    Inputs are frames shaped like the source tables: ``materials`` (t_material, optionally ``material_name`` and
+    ``policy_class``), ``bom`` (t_bom), ``suppliers`` (t_supplier), ``inventory`` (t_inventory_snapshot history,
+    a few weeks), ``orders`` (t_replenishment_order: open orders and recent receipts; None = unknown),
+    ``committed`` (store_id, material_id, committed_qty). Counts are taken as end-of-day, so the position is at the
+    end of the day before ``order_date`` and the window's demand starts on ``order_date``.
+
+    One line per store with a forecast x material used by its recipes (or counted there); zero lines explain why.
+    ``window_demand`` (from ``precompute_window_demand`` for the same inputs and date) skips the sampling.
+    """
+    _require(inventory, "inventory", ("store_id", "material_id", "snapshot_date", "on_hand_qty"))
+    wd = window_demand or precompute_window_demand(
+        forecasts, materials, bom, suppliers, order_date, config, order_time=order_time
+    )
+    data_date = pd.Timestamp(data_date).date()
+    held = positions(wd, inventory, config, orders=orders, committed=committed)
+    return [line_for(wd, si, mi, c, p, config, model_version, data_date) for (si, mi), (c, p) in held.items()]
+
+
+def positions(
+    wd: WindowDemand,
+    inventory: pd.DataFrame,
+    config: ReplenishmentConfig,
+    *,
+    orders: pd.DataFrame | None = None,
+    committed: pd.DataFrame | None = None,
+) -> dict[tuple[int, int], tuple[CountAssessment, Position]]:
+    """What each store holds, per (store index, material index) of ``wd`` that gets a line, in line order.
+
+    The count is checked for plausibility (``assess_count``) and the position taken at the end of the day before
+    the order date; the API caches this per store between reads of the source.
+    """
+    _require(inventory, "inventory", ("store_id", "material_id", "snapshot_date", "on_hand_qty"))
+    position_date = wd.order_date - timedelta(days=1)
     # Counts, receipts, open orders, commitments: indexed by (store, material) once.
     inv = inventory.copy()
     inv["snapshot_date"] = pd.to_datetime(inv["snapshot_date"]).dt.date
@@ -228,16 +540,14 @@ def propose(
     if committed is not None and not committed.empty:
         commit = committed.groupby(["store_id", "material_id"])["committed_qty"].sum().to_dict()
 
-    lines: list[ProposalLine] = []
-    for si, store in enumerate(ms.store_ids.tolist()):
-        for mi, mid in enumerate(material_ids.tolist()):
-            if prot_mean[si, mi] <= 0 and (store, mid) not in inv_idx:
+    held: dict[tuple[int, int], tuple[CountAssessment, Position]] = {}
+    for si, store in enumerate(wd.store_ids.tolist()):
+        for mi, mid in enumerate(wd.material_ids.tolist()):
+            if wd.prot_mean[si, mi] <= 0 and (store, mid) not in inv_idx:
                 continue  # the store sells nothing made of it and never counted it
-            r, pol, win = rows[mi], pols[mi], wins[mi]
+            win = wd.wins[mi]
             if not win.is_order_day and not config.emit_non_order_days:
                 continue
-            pack = float(r["pack_size"])
-            reasons: list[Reason] = []
             ii = inv_idx.get((store, mid))
             count = assess_count(
                 list(inv_dates[ii]) if ii is not None else [],
@@ -245,11 +555,9 @@ def propose(
                 inv_waste[ii] if ii is not None else None,
                 None if receipts is None else receipts.get((store, mid), {}),
                 position_date,
-                pack,
+                float(wd.rows[mi]["pack_size"]),
                 config.counts,
             )
-            if count.flag != "ok":
-                reasons.append((f"count_{count.flag}", count.note))
             oi = out_idx.get((store, mid))
             pos = inventory_position(
                 count.on_hand,
@@ -258,109 +566,8 @@ def propose(
                 win.delivery_date,
                 win.window_end,
             )
-            reasons += [("on_order", n) for n in pos.notes]
-            if not pol.class_known:
-                reasons.append(("unknown_class", f"class {pol.policy_class!r} not configured: used "
-                                                 f"{config.default_class!r} settings"))
-            if prot_cov[mi] < prot_days[mi]:
-                reasons.append(("forecast_short", f"forecast covers {prot_cov[mi]} of {prot_days[mi]} window days: "
-                                                  "scaled up"))
-            S = float(q_level[si, mi])
-            med = float(q_median[si, mi])
-            ip = pos.inventory_position
-
-            # Stock expected at delivery (median), for the shelf-life cap and the storage room.
-            at_delivery = max(0.0, pos.on_hand + pos.on_order_by_delivery - float(pre_median[si, mi]))
-            shelf_cap = shelf_cap_days = None
-            if bool(r["is_perishable"]):
-                if shelf[mi] > 0:
-                    sales = float(shelf_median[si, mi])
-                    shelf_cap = max(0.0, sales - at_delivery - pos.on_order_after_delivery)
-                    daily = sales / shelf[mi] if sales > 0 else 0.0
-                    if shelf_cov[mi] < shelf_days[mi]:
-                        reasons.append(("shelf_forecast_short", f"forecast covers {shelf_cov[mi]} of {shelf[mi]} "
-                                                                "shelf-life days: sales before expiry extrapolated"))
-                    shelf_cap_days = shelf_cap / daily if daily > 0 else 0.0
-                else:
-                    reasons.append(("no_shelf_life", "perishable without a shelf life: no expiry cap"))
-            room = None if pol.max_stock_units is None else pol.max_stock_units - at_delivery
-            decision = decide_quantity(
-                S, ip, pack, config.rounding_threshold,
-                moq_packs=pol.moq_packs, shelf_cap_units=shelf_cap, shelf_cap_days=shelf_cap_days, room_units=room,
-            )
-            packs = decision.qty_packs
-            if win.is_order_day:
-                reasons += decision.reasons
-            else:
-                packs = 0
-                nxt = win.next_order_day
-                reasons.append(("not_order_day", f"not an order day: next order day {WEEKDAY_NAMES[nxt.weekday()]} "
-                                                 f"{nxt.isoformat()}"))
-            if order_time is not None and win.effective_order_date > order_date:
-                reasons.append(("cutoff_passed", f"after the {windows[int(r['supplier_id'])][0].cutoff:%H:%M} cutoff: "
-                                                 f"counts as ordered {win.effective_order_date.isoformat()}"))
-            qty = packs * pack
-            unit = str(r["unit"]) if pd.notna(r.get("unit")) else None
-            cost = r.get("unit_cost")
-            codes = list(dict.fromkeys(c for c, _ in reasons))
-            basis = "service level" if pol.basis == "service_level" else "newsvendor CR"
-            plural = "" if packs == 1 else "s"
-            head = f"Order {packs} pack{plural} ({fmt(qty)} {unit or 'units'})" if packs else "No order"
-            explanation = (
-                f"{head}: {win.window_days}-day window ({win.lead_days} to delivery + {win.review_days} to the next) "
-                f"needs median {fmt(med)}, q{fmt(100 * pol.level)} {fmt(S)} ({basis} {fmt(pol.level)}); "
-                f"safety stock {fmt(S - med)}; position {fmt(ip)} = on hand {fmt(pos.on_hand)} + on order "
-                f"{fmt(pos.on_order)} - committed {fmt(pos.committed)}; need {fmt(decision.need_units)} "
-                f"= {fmt(decision.need_units / pack)} packs of {fmt(pack)}"
-                + "".join(f"; {t}" for _, t in reasons)
-                + "."
-            )
-            lines.append(
-                ProposalLine(
-                    store_id=store,
-                    material_id=mid,
-                    material_name=str(r["material_name"]) if pd.notna(r.get("material_name")) else None,
-                    supplier_id=int(r["supplier_id"]),
-                    unit=unit,
-                    order_date=order_date,
-                    effective_order_date=win.effective_order_date,
-                    is_order_day=win.is_order_day,
-                    next_order_day=win.next_order_day,
-                    delivery_date=win.delivery_date,
-                    next_delivery_date=win.next_delivery_date,
-                    qty_units=qty,
-                    qty_packs=packs,
-                    pack_size=pack,
-                    order_value=qty * float(cost) if cost is not None and pd.notna(cost) else None,
-                    window_days=win.window_days,
-                    lead_days=win.lead_days,
-                    review_days=win.review_days,
-                    policy_class=pol.policy_class,
-                    quantile_basis=pol.basis,
-                    quantile_level=pol.level,
-                    demand_mean=float(prot_mean[si, mi]),
-                    demand_median=med,
-                    demand_quantile=S,
-                    safety_stock=S - med,
-                    order_up_to=S,
-                    inventory_position=ip,
-                    on_hand_counted=count.counted,
-                    count_date=count.count_date,
-                    on_hand_used=pos.on_hand,
-                    on_order=pos.on_order,
-                    committed=pos.committed,
-                    count_flag=count.flag,
-                    need_units=decision.need_units,
-                    shelf_life_cap_units=shelf_cap,
-                    reason_codes=codes,
-                    explanation=explanation,
-                    # Exceptions a planner must look at; on a non-order day only the count matters.
-                    needs_review=count.flag != "ok" or (win.is_order_day and bool(REVIEW_CODES.intersection(codes))),
-                    model_version=model_version,
-                    data_date=data_date,
-                )
-            )
-    return lines
+            held[(si, mi)] = (count, pos)
+    return held
 
 
 def lines_to_frame(lines: list[ProposalLine]) -> pd.DataFrame:

@@ -1,0 +1,399 @@
+"""The API's core: the loaded champion state (forecasts, precomputed window demand, master data) and the requests.
+
+Why a state object swapped whole: a model switch builds the next state off the request path (load, validate,
+precompute) and replaces the reference in one assignment, so a request always sees one consistent model, and a
+failed load leaves the previous one serving. Requests only look up precomputed window-demand quantiles and apply
+the policy (``forecasting.proposal.line_for``): no sampling, no model call, no database read when the request
+carries its own inventory. Nothing here imports BentoML; ``serving.service`` adapts HTTP to these methods.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from forecasting.config import Settings
+from forecasting.errors import DataError, SourceUnavailable
+from forecasting.material_demand import validate_forecasts
+from forecasting.policy import CountAssessment, Position
+from forecasting.proposal import WindowDemand, line_for, positions, precompute_window_demand
+from forecasting.uncertainty import nb_quantile
+from serving.schemas import (
+    BatchRequest,
+    BatchResponse,
+    DayForecast,
+    ForecastRequest,
+    ForecastResponse,
+    HourShare,
+    InventoryItem,
+    ProductForecast,
+    ReplenishmentRequest,
+    ReplenishmentResponse,
+    StatusResponse,
+)
+from serving.source import MasterData, SourceReader
+
+log = logging.getLogger("bentoml.replenishment.engine")
+Held = list[tuple[int, CountAssessment, Position]]  # (material index, count, position) per line, in line order
+
+
+class ServingError(Exception):
+    """An expected failure with its HTTP status; the message says what is wrong (never credentials)."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status or self.status
+
+
+class BadRequest(ServingError):
+    status = 400
+
+
+class NotFound(ServingError):
+    status = 404
+
+
+class Unavailable(ServingError):
+    status = 503
+
+
+def _ids(values, limit: int = 20) -> str:
+    v = sorted(int(x) for x in values)
+    return ", ".join(map(str, v[:limit])) + (f", ... ({len(v)} in all)" if len(v) > limit else "")
+
+
+@dataclass(frozen=True)
+class StoreForecast:
+    """One store's daily forecasts as dense arrays: ``mean[p, t]``, ``alpha[p, t]`` on consecutive days."""
+
+    product_ids: np.ndarray  # (P,) sorted
+    first: date
+    mean: np.ndarray  # (P, T)
+    alpha: np.ndarray  # (P, T)
+    present: np.ndarray  # (P, T) bool: the cache has the row
+
+
+@dataclass(frozen=True)
+class HourlyProfiles:
+    """Share of a day's units per local hour, per (store, product, weekday), from the feature store's hourly panel.
+
+    Products without recent sales on that weekday fall back to the store's all-product profile.
+    """
+
+    by_product: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]]
+    by_store: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]
+    last_date: date
+
+    def get(self, store: int, product: int, dow: int) -> tuple[np.ndarray, np.ndarray] | None:
+        return self.by_product.get((store, product, dow)) or self.by_store.get((store, dow))
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model to serve and where its cached forecasts are."""
+
+    version: str
+    source: str  # mlflow | bentoml
+    cache_root: str
+    uri: str | None = None
+
+
+@dataclass(frozen=True)
+class ServingState:
+    model_version: str
+    model_source: str
+    data_date: date
+    master: MasterData
+    windows: dict[date, WindowDemand]
+    store_ids: frozenset[int]
+    material_ids: frozenset[int]
+    forecasts: dict[int, StoreForecast]
+    fc_first: date
+    fc_last: date
+    hourly: HourlyProfiles | None
+    loaded_at: str
+    load_seconds: float
+    cache_key: tuple = ()
+
+
+def forecasts_by_store(frame: pd.DataFrame) -> dict[int, StoreForecast]:
+    out: dict[int, StoreForecast] = {}
+    d0 = frame["date"].min()
+    T = int((frame["date"].max() - d0).days) + 1
+    for store, g in frame.groupby("store_id", sort=True):
+        prods = np.sort(g["product_id"].unique())
+        pi = np.searchsorted(prods, g["product_id"].to_numpy())
+        ti = (g["date"] - d0).dt.days.to_numpy()
+        mean, alpha = np.zeros((len(prods), T)), np.zeros((len(prods), T))
+        present = np.zeros((len(prods), T), dtype=bool)
+        mean[pi, ti] = g["mean"].to_numpy(float)
+        alpha[pi, ti] = g["dispersion"].to_numpy(float)
+        present[pi, ti] = True
+        out[int(store)] = StoreForecast(prods, d0.date(), mean, alpha, present)
+    return out
+
+
+def hourly_profiles(features_dir: str, lookback_days: int) -> HourlyProfiles | None:
+    """Hourly shares from the feature store; None (hourly answers unavailable) when there is no store."""
+    from features.store import FeatureStore
+
+    fs = FeatureStore(features_dir)
+    if not fs.exists():
+        return None
+    try:
+        last = pd.Timestamp(fs.manifest().get("watermark") or fs.manifest().get("last_date"))
+        start = last - pd.Timedelta(days=lookback_days - 1)
+        h = fs.read("hourly", start=start, end=last, columns=["store_id", "product_id", "date", "local_hour", "qty"])
+    except (DataError, ValueError, OSError) as exc:
+        log.warning("hourly profiles unavailable: %s", exc)
+        return None
+    if h.empty:
+        return None
+    h["dow"] = pd.to_datetime(h["date"]).dt.dayofweek
+
+    def shares(keys: list[str]) -> dict:
+        g = h.groupby([*keys, "local_hour"], observed=True)["qty"].sum().reset_index()
+        out = {}
+        for k, part in g.groupby(keys, sort=False):
+            tot = float(part["qty"].sum())
+            if tot > 0:
+                out[tuple(int(x) for x in k)] = (part["local_hour"].to_numpy(int), part["qty"].to_numpy(float) / tot)
+        return out
+
+    return HourlyProfiles(shares(["store_id", "product_id", "dow"]), shares(["store_id", "dow"]), last.date())
+
+
+def build_state(ref: ModelRef, frame: pd.DataFrame, data_date: date, master: MasterData, settings: Settings,
+                hourly: HourlyProfiles | None) -> ServingState:
+    """Validate a model's cached forecasts against the source and precompute window demand for every order date.
+
+    Raises DataError with the reason when the forecasts cannot be served (the caller keeps the previous state).
+    """
+    t0 = time.perf_counter()
+    fc = validate_forecasts(frame)
+    if not np.isfinite(fc["mean"].to_numpy(float)).all() or not np.isfinite(fc["dispersion"].to_numpy(float)).all():
+        raise DataError("forecasts: non-finite mean or dispersion")
+    known = set(master.stores["store_id"].astype(int))
+    stray = set(fc["store_id"].astype(int)) - known
+    if stray:
+        raise DataError(f"forecasts name stores the source does not know: {_ids(stray)}")
+    if not set(fc["product_id"].astype(int)) & set(master.bom["product_id"].astype(int)):
+        raise DataError("no forecast product has a recipe in the source's bom")
+    first, last = fc["date"].min().date(), fc["date"].max().date()
+    windows: dict[date, WindowDemand] = {}
+    cfg = settings.replenishment
+    d = max(first, data_date + timedelta(days=1))
+    while d <= last:
+        try:
+            windows[d] = precompute_window_demand(fc, master.materials, master.bom, master.suppliers, d, cfg,
+                                                  keep_quantiles=True)
+        except DataError as exc:
+            log.info("order date %s not servable: %s", d, exc)
+        d += timedelta(days=1)
+    if not windows:
+        raise DataError(f"forecasts {first}..{last} cover no order date after data date {data_date}")
+    return ServingState(
+        model_version=ref.version,
+        model_source=ref.source,
+        data_date=data_date,
+        master=master,
+        windows=windows,
+        store_ids=frozenset(known),
+        material_ids=frozenset(master.materials["material_id"].astype(int)),
+        forecasts=forecasts_by_store(fc),
+        fc_first=first,
+        fc_last=last,
+        hourly=hourly,
+        loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        load_seconds=round(time.perf_counter() - t0, 3),
+    )
+
+
+@dataclass
+class Engine:
+    """Answers requests from the current state; ``swap`` installs a new one (called by ``serving.lifecycle``)."""
+
+    settings: Settings
+    source: SourceReader
+    state: ServingState | None = None
+    last_error: str | None = None
+    last_poll_at: str | None = None
+    _held: dict[tuple[str, int, date], tuple[float, Held]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def ready(self) -> bool:
+        return self.state is not None
+
+    def swap(self, state: ServingState) -> None:
+        with self._lock:
+            self.state = state
+            self._held.clear()
+            self.last_error = None
+
+    def model_version(self) -> str | None:
+        st = self.state
+        return st.model_version if st else None
+
+    # ---------------------------------------------------------------------------------------------------------
+    def _state(self) -> ServingState:
+        st = self.state
+        if st is None:
+            why = f": {self.last_error}" if self.last_error else ""
+            raise Unavailable(f"no model loaded yet{why}")
+        return st
+
+    def _window(self, st: ServingState, store_id: int, order_date: date) -> tuple[WindowDemand, int]:
+        if store_id not in st.store_ids:
+            raise NotFound(f"unknown store_id {store_id}: the source has stores {_ids(st.store_ids)}")
+        wd = st.windows.get(order_date)
+        if wd is None:
+            days = sorted(st.windows)
+            raise BadRequest(f"order_date {order_date} is outside what model {st.model_version} (data date "
+                             f"{st.data_date}) can forecast: order dates {days[0]} to {days[-1]}")
+        si = wd.store_index(store_id)
+        if si is None:
+            raise NotFound(f"store_id {store_id} has no forecasts in model {st.model_version}")
+        return wd, si
+
+    def _request_held(self, st: ServingState, wd: WindowDemand, si: int,
+                      items: list[InventoryItem]) -> tuple[Held, list[str]]:
+        """Positions from the request's counts: on hand as counted, on order assumed to arrive by the delivery."""
+        given = {i.material_id: i for i in items}
+        unknown = set(given) - st.material_ids
+        if unknown:
+            raise NotFound(f"unknown material_id {_ids(unknown)} in inventory")
+        warnings = []
+        unused = set(given) - set(wd.material_ids.tolist())
+        if unused:
+            warnings.append(f"material_id {_ids(unused)} is not used by any forecast product: no line")
+        position_date = wd.order_date - timedelta(days=1)
+        emit = self.settings.replenishment.emit_non_order_days
+        held: Held = []
+        for mi, mid in enumerate(wd.material_ids.tolist()):
+            item = given.get(mid)
+            if item is None and wd.prot_mean[si, mi] <= 0:
+                continue
+            if not wd.wins[mi].is_order_day and not emit:
+                continue
+            if item is None:
+                note = "not in the request's inventory: on hand taken as 0"
+                count = CountAssessment(None, None, 0.0, "missing", note, 0.0)
+                held.append((mi, count, Position(0.0, 0.0, 0.0, 0.0, 0.0, [])))
+            else:
+                count = CountAssessment(item.on_hand, position_date, item.on_hand, "ok", "", 0.0)
+                held.append((mi, count, Position(item.on_hand, item.on_order, 0.0, item.on_order, 0.0, [])))
+        return held, warnings
+
+    def _source_held(self, st: ServingState, wd: WindowDemand, si: int, store_id: int) -> Held:
+        """Positions from the source's latest counts and orders (cached ``inventory_ttl_s`` per store and date)."""
+        key = (st.model_version, store_id, wd.order_date)
+        ttl = self.settings.serving.inventory_ttl_s
+        hit = self._held.get(key)
+        if hit is not None and time.monotonic() - hit[0] < ttl:
+            return hit[1]
+        try:
+            counts, orders = self.source.store_inventory(store_id, wd.order_date - timedelta(days=1),
+                                                         self.settings.replenishment.counts.lookback_days)
+        except SourceUnavailable as exc:
+            raise Unavailable(f"{exc}: the latest counts are unavailable; send `inventory` in the request to get "
+                              "order quantities from the cached forecasts") from None
+        got = positions(wd.for_store(si), counts, self.settings.replenishment, orders=orders)
+        held = [(mi, c, p) for (_, mi), (c, p) in got.items()]
+        if ttl > 0:
+            self._held[key] = (time.monotonic(), held)
+        return held
+
+    # ---------------------------------------------------------------------------------------------------------
+    def replenish(self, req: ReplenishmentRequest) -> ReplenishmentResponse:
+        st = self._state()
+        wd, si = self._window(st, req.store_id, req.order_date)
+        if req.inventory is not None:
+            held, warnings = self._request_held(st, wd, si, req.inventory)
+        else:
+            held, warnings = self._source_held(st, wd, si, req.store_id), []
+        cfg = self.settings.replenishment
+        lines = [line_for(wd, si, mi, c, p, cfg, st.model_version, st.data_date, service_level=req.service_level)
+                 for mi, c, p in held]
+        return ReplenishmentResponse(
+            store_id=req.store_id, order_date=req.order_date, model_version=st.model_version, data_date=st.data_date,
+            inventory_source="request" if req.inventory is not None else "source", lines=lines, warnings=warnings,
+        )
+
+    def replenish_batch(self, req: BatchRequest) -> BatchResponse:
+        st = self._state()
+        limit = self.settings.serving.max_batch_stores
+        stores = sorted(set(req.store_ids)) if req.store_ids else sorted(st.forecasts)
+        if len(stores) > limit:
+            raise BadRequest(f"{len(stores)} stores in one batch: at most {limit}")
+        unknown = set(stores) - st.store_ids
+        if unknown:
+            raise NotFound(f"unknown store_id {_ids(unknown)}: the source has stores {_ids(st.store_ids)}")
+        out = [self.replenish(ReplenishmentRequest(store_id=s, order_date=req.order_date,
+                                                   service_level=req.service_level)) for s in stores]
+        return BatchResponse(order_date=req.order_date, model_version=st.model_version, data_date=st.data_date,
+                             stores=out)
+
+    def forecast(self, req: ForecastRequest) -> ForecastResponse:
+        st = self._state()
+        if req.store_id not in st.store_ids:
+            raise NotFound(f"unknown store_id {req.store_id}: the source has stores {_ids(st.store_ids)}")
+        sf = st.forecasts.get(req.store_id)
+        if sf is None:
+            raise NotFound(f"store_id {req.store_id} has no forecasts in model {st.model_version}")
+        end = req.start_date + timedelta(days=req.days - 1)
+        if req.start_date < st.fc_first or end > st.fc_last:
+            raise BadRequest(f"{req.start_date} to {end} is outside what model {st.model_version} forecasts: "
+                             f"{st.fc_first} to {st.fc_last}")
+        if req.product_ids is None:
+            pidx = np.arange(len(sf.product_ids))
+        else:
+            wanted = np.array(sorted(set(req.product_ids)))
+            pidx = np.searchsorted(sf.product_ids, wanted)
+            ok = (pidx < len(sf.product_ids)) & (sf.product_ids[np.minimum(pidx, len(sf.product_ids) - 1)] == wanted)
+            if not ok.all():
+                raise NotFound(f"product_id {_ids(wanted[~ok])} has no forecast for store {req.store_id}")
+        if req.hourly and st.hourly is None:
+            raise Unavailable("hourly profiles unavailable: the feature store has no hourly panel")
+        t0 = (req.start_date - sf.first).days
+        sl = slice(t0, t0 + req.days)
+        mean, alpha = sf.mean[pidx, sl], sf.alpha[pidx, sl]
+        qs = sorted(set(req.quantiles))
+        qv = {q: nb_quantile(mean, alpha, q) for q in qs}
+        days = [req.start_date + timedelta(days=k) for k in range(req.days)]
+        products = []
+        for r, p in enumerate(pidx.tolist()):
+            pid = int(sf.product_ids[p])
+            out = []
+            for k, d in enumerate(days):
+                m = float(mean[r, k])
+                hourly = None
+                if req.hourly:
+                    prof = st.hourly.get(req.store_id, pid, d.weekday())
+                    hourly = [] if prof is None else [HourShare(hour=int(h), share=float(s), mean=m * float(s))
+                                                      for h, s in zip(*prof, strict=True)]
+                out.append(DayForecast(date=d, mean=m, dispersion=float(alpha[r, k]),
+                                       quantiles={str(q): float(qv[q][r, k]) for q in qs}, hourly=hourly))
+            products.append(ProductForecast(product_id=pid, days=out))
+        return ForecastResponse(store_id=req.store_id, model_version=st.model_version, data_date=st.data_date,
+                                quantiles=qs, products=products)
+
+    def status(self) -> StatusResponse:
+        st = self.state
+        base = dict(ready=st is not None, last_poll_at=self.last_poll_at, last_error=self.last_error,
+                    source_ok=self.source.ok)
+        if st is None:
+            return StatusResponse(**base)
+        days = sorted(st.windows)
+        return StatusResponse(
+            **base, model_version=st.model_version, model_source=st.model_source, data_date=st.data_date,
+            order_dates=[days[0], days[-1]], forecast_dates=[st.fc_first, st.fc_last], stores=sorted(st.forecasts),
+            loaded_at=st.loaded_at, load_seconds=st.load_seconds, hourly_available=st.hourly is not None,
+        )

@@ -1,0 +1,93 @@
+"""The BentoML service: adapts HTTP requests to ``serving.engine`` (all logic lives there).
+
+``bentoml serve serving.service:Replenishment`` or ``replenish serve``. Errors the engine raises become JSON 4xx/503
+with a message; every response carries the model version (body and ``X-Model-Version``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import anyio.to_thread
+import bentoml
+from starlette.responses import JSONResponse
+
+from forecasting.config import load_settings
+from serving import lifecycle
+from serving.engine import ServingError
+from serving.http import Guard, complete_openapi
+from serving.schemas import (
+    BatchRequest,
+    BatchResponse,
+    ForecastRequest,
+    ForecastResponse,
+    ReplenishmentRequest,
+    ReplenishmentResponse,
+    StatusRequest,
+    StatusResponse,
+)
+
+SETTINGS = load_settings()
+API_PATHS = {  # route -> (request model, response model), for the guard and the published OpenAPI
+    "/replenishment": (ReplenishmentRequest, ReplenishmentResponse),
+    "/replenishment/batch": (BatchRequest, BatchResponse),
+    "/forecast": (ForecastRequest, ForecastResponse),
+    "/status": (StatusRequest, StatusResponse),
+}
+_ACTIVE: dict = {}  # this worker's engine, for the model-version header
+
+
+@bentoml.service(name="replenishment", workers=SETTINGS.serving.workers, traffic={"timeout": 60})
+class Replenishment:
+    """Order quantities and demand forecasts for Luckin Coffee USA stores, from the champion's cached forecasts."""
+
+    def __init__(self) -> None:
+        self.engine, self.watcher = lifecycle.start(SETTINGS)
+        _ACTIVE["engine"] = self.engine
+
+    def __is_ready__(self) -> bool:
+        return self.engine.ready()
+
+    async def _run(self, fn, req, offload: bool = False):
+        try:
+            return await anyio.to_thread.run_sync(fn, req) if offload else fn(req)
+        except ServingError as exc:
+            body = {"error": str(exc), "model_version": self.engine.model_version()}
+            return JSONResponse(body, status_code=exc.status)
+
+    @bentoml.api(route="/replenishment")
+    async def replenishment(self, req: ReplenishmentRequest, /) -> ReplenishmentResponse:
+        """Order quantity per material for one store and order date (inventory from the request or the source)."""
+        return await self._run(self.engine.replenish, req, offload=req.inventory is None)
+
+    @bentoml.api(route="/replenishment/batch")
+    async def replenishment_batch(self, req: BatchRequest, /) -> BatchResponse:
+        """Order quantities for every (or the listed) store, from the source's latest counts."""
+        return await self._run(self.engine.replenish_batch, req, offload=True)
+
+    @bentoml.api(route="/forecast")
+    async def forecast(self, req: ForecastRequest, /) -> ForecastResponse:
+        """Daily demand quantiles per product (negative binomial), optionally the hourly profile of each day."""
+        return await self._run(self.engine.forecast, req, offload=True)
+
+    @bentoml.api(route="/status")
+    async def status(self, req: StatusRequest, /) -> StatusResponse:
+        """The model served, its data date and order dates, the last load error and the source's state."""
+        return self.engine.status()
+
+    @bentoml.on_shutdown
+    def _stop(self) -> None:
+        self.watcher.stop()
+        self.engine.source.close()
+
+
+Replenishment.add_asgi_middleware(
+    Guard,
+    token=os.environ.get(SETTINGS.serving.token_env) or None,
+    max_body=SETTINGS.serving.max_body_bytes,
+    api_paths=API_PATHS,
+    version=lambda: _ACTIVE["engine"].model_version() if _ACTIVE else None,
+    openapi=lambda: complete_openapi(Replenishment.openapi_spec.asdict(), API_PATHS,
+                                     bool(os.environ.get(SETTINGS.serving.token_env))),
+)
+
