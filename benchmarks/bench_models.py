@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/bench_models.py --db sqlite:///data/luckin.db --features data/features
     .venv/bin/python benchmarks/bench_models.py ... --strategies   # LightGBM recursive vs direct only
 
-Targets (issue "Models, backtests, tuning and MLflow tracking"): final WAPE <= 1.05 x oracle, <= 0.80 x incumbent,
-<= 0.75 x seasonal naive; coverage_80 in [0.77, 0.83], coverage_95 in [0.93, 0.97]; backtest + final fit <= 300 s.
+Targets (issue "Models, backtests, tuning and MLflow tracking"): final WAPE <= 1.05 x oracle, <= 0.75 x seasonal
+naive (<= 0.80 x incumbent is reported but out of reach: the oracle itself is ~0.87 x the
+incumbent); coverage_80 in [0.77, 0.83], coverage_95 in [0.93, 0.97]; backtest + final fit <= 300 s.
 No MLflow run is logged (use ``replenish train`` for that).
 """
 
@@ -25,20 +26,27 @@ from training.pipeline import eval_sources, load_frame, read_tuned, run_backtest
 
 
 def strategies(settings, frame) -> dict:
-    """Point WAPE of LightGBM, recursive vs direct, on the same origins (no baselines, no calibration)."""
-    out = {}
+    """Point WAPE of LightGBM recursive, direct and their mean ("both") on the same origins (no baselines)."""
+    import pandas as pd
+
+    out, preds = {}, {}
     cfg = settings.training
     for strategy in ("recursive", "direct"):
         c = cfg.model_copy(update={"strategy": strategy})
         bt = Backtester(c, lgbm_params(c, read_tuned(c)), with_stats=False)
         t0 = time.perf_counter()
-        preds = [bt.forecast_at(frame, cut, c.horizon) for cut in bt.cutoffs(frame, c.origins, c.step_days, c.horizon)]
-        import pandas as pd
-
-        p = pd.concat(preds)
-        p = p[~p["censored"]]
-        out[strategy] = {"wape": float((p["lightgbm"] - p["y"]).abs().sum() / p["y"].sum()),
-                         "seconds": time.perf_counter() - t0}
+        p = pd.concat([bt.forecast_at(frame, cut, c.horizon)
+                       for cut in bt.cutoffs(frame, c.origins, c.step_days, c.horizon)])
+        preds[strategy] = p[~p["censored"]].set_index(["unique_id", "ds", "cutoff"])
+        out[strategy] = {"seconds": time.perf_counter() - t0}
+    y = preds["recursive"]["y"]
+    both = 0.5 * (preds["recursive"]["lightgbm"] + preds["direct"]["lightgbm"])
+    for name, f in (("recursive", preds["recursive"]["lightgbm"]), ("direct", preds["direct"]["lightgbm"]),
+                    ("both", both)):
+        hz = preds["recursive"]["horizon"]
+        out.setdefault(name, {})["wape"] = float((f - y).abs().sum() / y.sum())
+        out[name]["wape_by_horizon"] = {int(k): round(float(v), 4) for k, v in
+                                        ((f - y).abs().groupby(hz).sum() / y.groupby(hz).sum()).items()}
     return out
 
 
@@ -59,7 +67,7 @@ def main() -> None:
         sources = eval_sources(a.db, settings)
         bt = run_backtest(frame, cfg, sources)
         t1 = time.perf_counter()
-        DemandForecaster(cfg, bt.final, bt.metrics["params"], bt.uncertainty.get(bt.final)).fit(frame)
+        DemandForecaster(cfg, "blend", bt.metrics["params"], bt.uncertainty.get(bt.final), bt.weights).fit(frame)
         t2 = time.perf_counter()
         m = bt.metrics["models"]
         f = m["final"]
@@ -77,7 +85,8 @@ def main() -> None:
             "series": int(frame.df["unique_id"].nunique()),
             "models": {k: {x: v.get(x) for x in ("wape", "mase", "bias", "coverage_80", "coverage_95", "spl")}
                        for k, v in m.items()},
-            "final": bt.final,
+            "final": bt.metrics["final"],
+            "blend_weights": bt.weights,
             "ratios": ratios,
             "material_vs_incumbent_records": bt.metrics.get("material", {}).get("vs_incumbent_records"),
             "seconds": {"backtest": t1 - t0, "final_fit": t2 - t1, **bt.timings},

@@ -149,7 +149,7 @@ class TrainingConfig(_Section):
     step_days: int = Field(7, ge=1)
     seed: int = 42
     num_threads: int = Field(1, ge=1)  # LightGBM threads: 2 on 2 shared cores measured 11x slower than 1
-    strategy: str = Field("recursive", pattern="^(recursive|direct|both)$")
+    strategy: str = Field("auto", pattern="^(auto|recursive|direct|both)$")  # auto: direct when horizon <= 7
     lags: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 14, 21, 28])
     lgbm: dict[str, Any] = Field(default_factory=dict)
     tuned_params: str | None = "configs/tuned_lgbm.yaml"

@@ -65,7 +65,7 @@ def backtest(
         emit_json(res.metrics)
     else:
         _table(res.metrics["models"])
-        console.print(f"origins {', '.join(res.metrics['origins'])}; final = {res.final}; "
+        console.print(f"origins {', '.join(res.metrics['origins'])}; final = {res.metrics['final']}; "
                       f"{res.timings['total']:.0f} s")
 
 

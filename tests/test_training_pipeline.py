@@ -71,7 +71,10 @@ def test_backtest_json_has_every_model_segment_and_the_oracle_floor(panel, tmp_p
     m = res.metrics
     for name in ("seasonal_naive", "auto_ets", "croston", "lightgbm", "incumbent", "oracle", "final", "ensemble"):
         assert {"wape", "mase", "bias", "coverage_80", "coverage_95"} <= set(m["models"][name]), name
-    assert m["models"]["final"]["model"] in ("lightgbm", "ensemble")
+    assert m["models"]["final"]["model"] == "blend" and set(m["blend"]["by_origin"]) == set(m["origins"])
+    # each origin's weights were learned before it: per segment, they sum to one over the candidates
+    for w in m["blend"]["by_origin"].values():
+        assert all(abs(sum(v.values()) - 1) < 1e-9 and set(v) <= set(m["blend"]["candidates"]) for v in w.values())
     assert m["models"]["oracle"]["wape"] < m["models"]["seasonal_naive"]["wape"]
     assert abs(m["models"]["oracle"]["bias"]) < 0.2  # ~150 rows: noise only (0.001 on 800 series)
     assert 0.6 < m["models"]["lightgbm"]["coverage_80"] < 0.95
@@ -92,7 +95,12 @@ def test_backtest_without_truth_or_incumbent_has_no_such_entries(panel, tmp_path
     s = _settings(tmp_path, run_ets=False)
     m = pipeline.run_backtest(fr, s.training, EvalSources()).metrics
     assert "oracle" not in m["models"] and "material" not in m and "auto_ets" not in m["models"]
-    assert m["models"]["final"]["model"] == "lightgbm"
+    # no incumbent system in the source: its rule is just a baseline, named for what it is
+    assert "incumbent" not in m["models"] and "weekday_mean" in m["models"]
+    assert m["models"]["final"]["model"] == "blend"
+    forced = pipeline.run_backtest(fr, _settings(tmp_path, run_ets=False, final="lightgbm").training, EvalSources())
+    f = forced.metrics["models"]
+    assert f["final"]["model"] == "lightgbm" and f["final"]["wape"] == f["lightgbm"]["wape"]
 
 
 def test_too_short_history_is_a_data_error(panel, tmp_path):
@@ -171,5 +179,5 @@ def test_cli_backtest_json_from_feature_store_and_db(panel, tmp_path, sqlite_url
                                  "--json", "--no-log"])
     assert r.exit_code == 0, r.output
     m = json.loads(r.stdout[r.stdout.index("{"):])
-    assert {"lightgbm", "incumbent", "oracle", "final", "seasonal_naive", "croston"} <= set(m["models"])
+    assert {"lightgbm", "weekday_mean", "oracle", "final", "seasonal_naive", "croston"} <= set(m["models"])
     assert "incumbent_records" not in json.dumps(m)  # this source has no t_replenishment_forecast rows

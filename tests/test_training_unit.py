@@ -112,3 +112,51 @@ def test_same_weekday_mean_is_the_incumbent_rule():
         want = np.mean([34 - back - 7 * i for i in range(4)])
         assert out.loc[k - 1, "incumbent"] == pytest.approx(want)
     assert out["ds"].iloc[0] == ds[-1] + pd.Timedelta(days=1)
+
+
+def test_blend_weights_per_segment_keep_near_best_models_only():
+    from training.blend import apply_weights, learn_weights
+
+    rng = np.random.default_rng(0)
+    n = 400
+    y = rng.poisson(5, 2 * n).astype(float)
+    seg = np.repeat(["fast", "intermittent"], n)
+    good, bad = y + rng.normal(0, 1, 2 * n), y + rng.normal(0, 4, 2 * n)
+    rows = pd.DataFrame({"y": y, "censored": False, "segment": seg,
+                         "a": np.where(seg == "fast", good, bad), "b": np.where(seg == "fast", bad, good),
+                         "c": y * 3})  # far off everywhere: never weighted
+    w = learn_weights(rows, ["a", "b", "c"], ("fast", "intermittent", "slow"))
+    assert max(w["fast"], key=w["fast"].get) == "a" and max(w["intermittent"], key=w["intermittent"].get) == "b"
+    assert "c" not in w["all"] and "slow" not in w  # no rows: the "all" weights apply
+    assert all(abs(sum(v.values()) - 1) < 1e-12 for v in w.values())
+    new = pd.DataFrame({"segment": ["fast", "slow"], "a": [1.0, 1.0], "b": [3.0, 3.0], "c": [9.0, 9.0]})
+    out = apply_weights(new, {"fast": {"a": 1.0}, "all": {"a": 0.5, "b": 0.5}})
+    assert out.tolist() == [1.0, 2.0]
+
+
+def test_direct_strategy_sees_the_target_weekday():
+    """mlforecast's date features are the origin's in direct training but the target's at prediction; with a lag
+    that carries no weekday information the direct model must still find the Saturday peak (calendar as exog)."""
+    from training.data import ModelFrame
+    from training.models import LGBMModel
+
+    rng = np.random.default_rng(1)
+    ds = pd.date_range("2025-01-06", periods=126, freq="D")
+    rows = []
+    for i in range(12):
+        mu = (2.0 + i) * np.where(ds.dayofweek == 5, 3.0, 1.0)
+        y = rng.poisson(mu).astype(float)
+        rows.append(pd.DataFrame({"unique_id": f"s{i}", "ds": ds, "y": y, "y_filled": y, "censored": False,
+                                  "store_id": 1, "product_id": i}))
+    df = pd.concat(rows, ignore_index=True)
+    train = ModelFrame(df[df["ds"] <= ds[-8]], ["store_id", "product_id"], [])
+    fut = pd.DataFrame({"unique_id": np.repeat([f"s{i}" for i in range(12)], 7),
+                        "ds": np.tile(ds[-7:], 12)})
+    params = {"n_estimators": 60, "num_leaves": 7, "min_child_samples": 10}
+    preds = {}
+    for strategy in ("recursive", "direct"):
+        m = LGBMModel(params, lags=[14], strategy=strategy, horizon=7, num_threads=1).fit(train)
+        preds[strategy] = m.predict(7, fut).merge(df, on=["unique_id", "ds"])
+    for p in preds.values():
+        sat = p["ds"].dt.dayofweek == 5
+        assert p.loc[sat, "lightgbm"].mean() > 2.2 * p.loc[~sat, "lightgbm"].mean()

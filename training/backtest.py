@@ -29,12 +29,12 @@ from forecasting import uncertainty as unc
 from forecasting.config import TrainingConfig
 from forecasting.errors import DataError
 from forecasting.metrics import score, wape_by
+from training.blend import CANDIDATES, Weights, apply_weights, learn_weights
 from training.data import SEGMENTS, ModelFrame, SegmentRule, segment_series
 from training.models import LGBMModel, StatsModels, future_frame, same_weekday_mean
 from training.source import EvalSources
 
 MIN_TRAIN_DAYS = 35
-FINAL_CANDIDATES = ("lightgbm", "ensemble")
 NBParams = dict[str, tuple[float, float]]  # segment (or "all") -> (alpha, shared)
 
 
@@ -123,6 +123,7 @@ class BacktestResult:
     cutoffs: list[pd.Timestamp]
     lgbm: LGBMModel | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    weights: Weights = field(default_factory=dict)  # the final blend, learned on every origin's out-of-sample rows
 
 
 class Backtester:
@@ -149,8 +150,14 @@ class Backtester:
         self.oracle_missing = 0
 
     @property
+    def rule_name(self) -> str:
+        """The same-weekday rule is "incumbent" only where an incumbent system exists (its records are in the
+        source); on a plain POS log it is just another baseline, "weekday_mean"."""
+        return "incumbent" if self.sources.incumbent is not None else "weekday_mean"
+
+    @property
     def models(self) -> list[str]:
-        names = ["lightgbm", "incumbent"]
+        names = ["lightgbm", self.rule_name]
         if self.with_stats:
             names += ["seasonal_naive", "croston"]
             if self.cfg.run_ets:
@@ -179,7 +186,8 @@ class Backtester:
         self.lgbm_[cutoff] = lg
         t1 = time.perf_counter()
         self.timings["lightgbm"] += t1 - t0
-        out = out.merge(same_weekday_mean(train, ids, h), on=["unique_id", "ds"])
+        rule = same_weekday_mean(train, ids, h).rename(columns={"incumbent": self.rule_name})
+        out = out.merge(rule, on=["unique_id", "ds"])
         if self.with_stats:
             st = StatsModels(7, self.cfg.ets_model, self.cfg.run_ets).fit(train).predict(h, ids)
             out = out.merge(st, on=["unique_id", "ds"])
@@ -220,44 +228,62 @@ class Backtester:
         h = horizon or self.cfg.horizon
         cuts = self.cutoffs(frame, origins, step, h)
         models = self.models
-        outer = []
+        cands = self.candidates
+        n_inner = max(self.cfg.calib_windows, self.cfg.blend_windows)
+        outer, by_origin = [], {}
         for i, c in enumerate(cuts):
-            cal = pd.concat(
-                [self.forecast_at(frame, c - pd.Timedelta(days=h * k), h) for k in range(1, self.cfg.calib_windows + 1)]
-            )
-            params = fit_uncertainty(cal, models)
-            outer.append(add_intervals(self.forecast_at(frame, c, h), params, self.cfg.quantiles, self.cfg.seed + i))
+            inner = [self.forecast_at(frame, c - pd.Timedelta(days=h * k), h) for k in range(1, n_inner + 1)]
+            weights = learn_weights(pd.concat(inner[: self.cfg.blend_windows]), cands, SEGMENTS)
+            by_origin[str(c.date())] = weights
+            # the calibration windows lie before the origin too; their "final" uses the same weights (in sample
+            # for the weights, out of sample for every model): enough to fit its dispersion
+            cal = pd.concat(inner[: self.cfg.calib_windows])
+            cal = cal.assign(final=apply_weights(cal, weights))
+            params = fit_uncertainty(cal, [*models, "final"])
+            cur = self.forecast_at(frame, c, h)
+            cur = cur.assign(final=apply_weights(cur, weights))
+            outer.append(add_intervals(cur, params, self.cfg.quantiles, self.cfg.seed + i))
         preds = pd.concat(outer, ignore_index=True)
-        final_unc = fit_uncertainty(preds, models)
+        final_unc = fit_uncertainty(preds, [*models, "final"])
+        final_weights = learn_weights(preds, cands, SEGMENTS)
         metrics, final = self.summarize(frame, preds, models, h)
         metrics.update(origins=[str(c.date()) for c in cuts], horizon=h, step_days=step)
+        metrics["blend"] = {"candidates": cands, "windows": self.cfg.blend_windows, "by_origin": by_origin,
+                            "final_weights": final_weights}
         if "oracle" in models:
             metrics["oracle_missing_rows"] = self.oracle_missing
-        return BacktestResult(preds, metrics, models, final, final_unc, cuts, self.lgbm_.get(cuts[-1]), self.timings)
+        return BacktestResult(preds, metrics, models, final, final_unc, cuts, self.lgbm_.get(cuts[-1]), self.timings,
+                              final_weights)
+
+    @property
+    def candidates(self) -> list[str]:
+        """Models the final blend may weigh: ``training.final`` forces one (``auto``/``blend``: every baseline)."""
+        if self.cfg.final not in ("auto", "blend") and self.cfg.final in self.models:
+            return [self.cfg.final]
+        return [m for m in self.models if m in CANDIDATES]
 
     def summarize(
         self, frame: ModelFrame, preds: pd.DataFrame, models: list[str], h: int
     ) -> tuple[dict[str, Any], str]:
         train_df = frame.df[["unique_id", "ds", "y"]]
         main = preds[~preds["censored"]]
-        res: dict[str, Any] = {"models": score(main, models, train_df, self.cfg.quantiles)}
-        candidates = [m for m in FINAL_CANDIDATES if m in res["models"]]
-        if self.cfg.final != "auto" and self.cfg.final in res["models"]:
-            final = self.cfg.final
-        else:
-            final = min(candidates, key=lambda m: res["models"][m]["wape"])
-        res["models"]["final"] = {**res["models"][final], "model": final}
-        res["final"] = final
+        scored = [*models, "final"]
+        res: dict[str, Any] = {"models": score(main, scored, train_df, self.cfg.quantiles)}
+        cands = self.candidates
+        label = cands[0] if len(cands) == 1 else "blend"
+        res["models"]["final"]["model"] = label
+        res["final"] = label
+        final = "final"
         res["by_segment"] = {
-            seg: score(main[main["segment"] == seg], models) for seg in SEGMENTS if (main["segment"] == seg).any()
+            seg: score(main[main["segment"] == seg], scored) for seg in SEGMENTS if (main["segment"] == seg).any()
         }
-        res["by_horizon"] = wape_by(main, models, "horizon")
+        res["by_horizon"] = wape_by(main, scored, "horizon")
         cens = preds[preds["censored"]]
         res["censored"] = {"n": int(len(cens)), "note": "scored against observed sales (a lower bound)",
-                           "models": score(cens, models) if len(cens) else {}}
+                           "models": score(cens, scored) if len(cens) else {}}
         bom = self.sources.bom
         if bom is not None:
-            point = list(models)
+            point = list(scored)
             mat = material_level(preds, point, bom)
             mat_main = mat[~mat["censored"]]
             res["material"] = {"models": score(mat_main, point)}

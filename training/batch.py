@@ -22,9 +22,10 @@ from forecasting import uncertainty as unc
 from forecasting.config import Settings, resolve_path
 from forecasting.errors import DataError
 from forecasting.forecast_cache import write_cache
+from training.blend import apply_weights
 from training.data import ModelFrame, SegmentRule, segment_series
-from training.forecaster import DemandForecaster
-from training.models import LGBMModel, StatsModels, future_frame
+from training.forecaster import DemandForecaster, components, kind_weights
+from training.models import LGBMModel, StatsModels, future_frame, same_weekday_mean
 
 NEW_DF_DAYS = 120  # history handed to the fitted trees: the longest lag/rolling feature needs 35 days; EWM decays
 
@@ -83,13 +84,8 @@ def lgbm_forecast_from(model: LGBMModel, frame: ModelFrame, h: int, ids: list[st
                            "y": d["y_filled"].to_numpy()})
     for c in [*model.static_, *model.exog_]:
         new_df[c] = d[c].to_numpy()
-    x_df = None
-    if model.exog_:
-        x_df = future_frame(ModelFrame(d, frame.static, frame.exog), ids, h)[["unique_id", "ds", *model.exog_]]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = model.mlf_.predict(h=h, new_df=new_df, X_df=x_df)
-    out[model.name] = out[model.name].clip(lower=0.0)
+    fut = future_frame(ModelFrame(d, frame.static, frame.exog), ids, h)
+    out = model.predict(h, fut, new_df=new_df)
     return out[["unique_id", "ds", model.name]]
 
 
@@ -103,18 +99,18 @@ def forecast_from(forecaster: DemandForecaster, frame: ModelFrame, h: int | None
     ids = active_ids(frame)
     if not ids:
         raise DataError(f"no series has data on {frame.last_date.date()}")
-    parts = []
-    if forecaster.lgbm_ is not None:
-        parts.append(lgbm_forecast_from(forecaster.lgbm_, frame, h, ids).set_index(["unique_id", "ds"])["lightgbm"])
+    weights = getattr(forecaster, "weights", None) or kind_weights(forecaster.kind)
+    lg = lgbm_forecast_from(forecaster.lgbm_, frame, h, ids) if forecaster.lgbm_ is not None else None
+    st = None
     if forecaster.stats_ is not None:
-        st = StatsModels(7, cfg.ets_model, True).fit(frame).predict(h, ids)
-        parts.append(st.set_index(["unique_id", "ds"])["auto_ets"])
-    mean = pd.concat(parts, axis=1).mean(axis=1).rename("mean").reset_index()
-    keys = frame.df.drop_duplicates("unique_id").set_index("unique_id")[["store_id", "product_id"]]
-    out = mean.merge(keys, left_on="unique_id", right_index=True)
+        st = StatsModels(7, cfg.ets_model, forecaster.stats_.use_ets).fit(frame).predict(h, ids)
+    parts = components(weights, lg, st, same_weekday_mean(frame, ids, h))
     rule = SegmentRule(new_days=cfg.new_days, slow_mean=cfg.slow_mean,
                        intermittent_zero_share=cfg.intermittent_zero_share)
-    out["segment"] = out["unique_id"].map(segment_series(frame.df, rule=rule)).fillna("fast")
+    parts["segment"] = parts["unique_id"].map(segment_series(frame.df, rule=rule)).fillna("fast")
+    mean = parts[["unique_id", "ds", "segment"]].assign(mean=apply_weights(parts, weights))
+    keys = frame.df.drop_duplicates("unique_id").set_index("unique_id")[["store_id", "product_id"]]
+    out = mean.merge(keys, left_on="unique_id", right_index=True)
     return with_uncertainty(out, forecaster.uncertainty, frame.last_date, cfg.quantiles)
 
 

@@ -13,14 +13,53 @@ import pandas as pd
 
 from forecasting import uncertainty as unc
 from forecasting.config import TrainingConfig
+from training.blend import Weights, apply_weights, used_models
 from training.data import ModelFrame, SegmentRule, segment_series
-from training.models import LGBMModel, StatsModels, future_frame
+from training.models import LGBMModel, StatsModels, future_frame, same_weekday_mean
 
-KINDS = ("lightgbm", "ensemble", "auto_ets")
+KINDS = ("blend", "lightgbm", "ensemble", "auto_ets")
+RULE_NAMES = ("incumbent", "weekday_mean")  # the same-weekday rule, named by whether an incumbent exists
+STAT_COMPONENTS = ("auto_ets", "croston", "seasonal_naive")
+
+
+def kind_weights(kind: str, weights: Weights | None = None) -> Weights:
+    """A single-model kind as blend weights (``blend`` needs explicit ones, e.g. the backtest's)."""
+    if kind == "blend":
+        if not weights:
+            raise ValueError("kind 'blend' needs weights (BacktestResult.weights)")
+        return weights
+    return {"lightgbm": {"all": {"lightgbm": 1.0}}, "auto_ets": {"all": {"auto_ets": 1.0}},
+            "ensemble": {"all": {"lightgbm": 0.5, "auto_ets": 0.5}}}[kind]
+
+
+def components(
+    weights: Weights, lgbm: pd.DataFrame | None, stats: pd.DataFrame | None, rule: pd.DataFrame
+) -> pd.DataFrame:
+    """One frame ``unique_id, ds`` + every component column the weights may name (``ensemble`` included)."""
+    out = rule.rename(columns={"incumbent": RULE_NAMES[0]})[["unique_id", "ds", RULE_NAMES[0]]]
+    out[RULE_NAMES[1]] = out[RULE_NAMES[0]]
+    for part in (lgbm, stats):
+        if part is not None:
+            out = out.merge(part, on=["unique_id", "ds"], how="left")
+    if "lightgbm" in out and "auto_ets" in out:
+        out["ensemble"] = 0.5 * (out["lightgbm"] + out["auto_ets"])
+    return out
+
+
+def needs(weights: Weights) -> tuple[bool, bool, bool]:
+    """(LightGBM, statistical models, AutoETS) needed by these weights."""
+    used = used_models(weights)
+    lg = bool(used & {"lightgbm", "ensemble"})
+    ets = bool(used & {"auto_ets", "ensemble"})
+    return lg, ets or bool(used & set(STAT_COMPONENTS)), ets
 
 
 class DemandForecaster:
-    """Fit on a ModelFrame; ``predict`` forecasts ``h`` days after the last date for every active series."""
+    """Fit on a ModelFrame; ``predict`` forecasts ``h`` days after the last date for every active series.
+
+    ``kind='blend'`` (what ``train`` registers) combines LightGBM, the statsforecast baselines and the weekday
+    rule with the backtest's per-segment weights; the single-model kinds remain for callers that want one model.
+    """
 
     def __init__(
         self,
@@ -28,6 +67,7 @@ class DemandForecaster:
         kind: str = "lightgbm",
         params: dict[str, Any] | None = None,
         uncertainty: dict[str, tuple[float, float]] | None = None,
+        weights: Weights | None = None,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}")
@@ -35,15 +75,17 @@ class DemandForecaster:
         self.kind = kind
         self.params = dict(params if params is not None else cfg.lgbm)
         self.uncertainty = dict(uncertainty or {"all": (0.3, 0.0)})
+        self.weights = kind_weights(kind, weights)
 
     def fit(self, frame: ModelFrame) -> DemandForecaster:
         c = self.cfg
         self.lgbm_ = None
         self.stats_ = None
-        if self.kind in ("lightgbm", "ensemble"):
+        use_lgbm, use_stats, use_ets = needs(self.weights)
+        if use_lgbm:
             self.lgbm_ = LGBMModel(self.params, c.lags, c.strategy, c.horizon, c.num_threads, c.seed).fit(frame)
-        if self.kind in ("ensemble", "auto_ets"):
-            self.stats_ = StatsModels(7, c.ets_model, True).fit(frame)
+        if use_stats:
+            self.stats_ = StatsModels(7, c.ets_model, use_ets).fit(frame)
         rule = SegmentRule(
             new_days=c.new_days, slow_mean=c.slow_mean, intermittent_zero_share=c.intermittent_zero_share
         )
@@ -51,18 +93,19 @@ class DemandForecaster:
         last = frame.df.groupby("unique_id")["ds"].max()
         self.last_date_ = frame.last_date
         self.ids_ = last.index[last == self.last_date_].tolist()
+        # the weekday rule needs the last four weeks; the future frame needs the last day
+        recent = frame.df[frame.df["ds"] > self.last_date_ - pd.Timedelta(days=28)]
+        self.tail_ = ModelFrame(recent.reset_index(drop=True), frame.static, frame.exog)
         tail = frame.df[frame.df["ds"] == self.last_date_]
-        self.tail_ = ModelFrame(tail.reset_index(drop=True), frame.static, frame.exog)
         self.keys_ = tail.set_index("unique_id")[["store_id", "product_id"]]
         return self
 
     def _mean(self, h: int, fut: pd.DataFrame) -> pd.Series:
-        parts = []
-        if self.lgbm_ is not None:
-            parts.append(self.lgbm_.predict(h, fut, self.ids_).set_index(["unique_id", "ds"])["lightgbm"])
-        if self.stats_ is not None:
-            parts.append(self.stats_.predict(h, self.ids_).set_index(["unique_id", "ds"])["auto_ets"])
-        return pd.concat(parts, axis=1).mean(axis=1)
+        lg = self.lgbm_.predict(h, fut, self.ids_) if self.lgbm_ is not None else None
+        st = self.stats_.predict(h, self.ids_) if self.stats_ is not None else None
+        parts = components(self.weights, lg, st, same_weekday_mean(self.tail_, self.ids_, h))
+        parts["segment"] = parts["unique_id"].map(self.segments_).fillna("fast")
+        return pd.Series(apply_weights(parts, self.weights), index=pd.MultiIndex.from_frame(parts[["unique_id", "ds"]]))
 
     def predict(self, h: int | None = None, future: pd.DataFrame | None = None) -> pd.DataFrame:
         """Rows ``unique_id, store_id, product_id, ds, horizon, segment, mean, q0.5.., alpha, shared``.

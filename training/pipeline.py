@@ -115,7 +115,7 @@ def backtest_job(
             _log_run_common(settings, frame, params, "backtest")
             tracking.log_backtest(result)
             mlflow.set_tags({"job": "backtest", "backtest_fingerprint": result.metrics["fingerprint"],
-                             "final_model": result.final})
+                             "final_model": result.metrics["final"]})
             mlflow.log_metrics({f"time.{k}": v for k, v in result.timings.items()})
             result.metrics["run_id"] = run.info.run_id
     return result
@@ -129,13 +129,14 @@ def train_job(
     cfg = settings.training
     params = lgbm_params(cfg, read_tuned(cfg))
     result = run_backtest(frame, cfg, sources, params, progress=progress)
-    kind = result.final
-    (progress or (lambda _m: None))(f"fitting final model ({kind}) on all data")
+    kind = "blend"  # the backtest's final (a blend, or one model when training.final forces it) = these weights
+    label = result.metrics["final"]
+    (progress or (lambda _m: None))(f"fitting final model ({label}) on all data")
     t0 = time.perf_counter()
-    model = DemandForecaster(cfg, kind, params, result.uncertainty.get(kind)).fit(frame)
+    model = DemandForecaster(cfg, kind, params, result.uncertainty.get(result.final), result.weights).fit(frame)
     fit_s = time.perf_counter() - t0
     tracking.setup(settings.mlflow.tracking_uri, cfg.experiment)
-    with mlflow.start_run(run_name=f"train-{kind}") as run:
+    with mlflow.start_run(run_name=f"train-{label}") as run:
         _log_run_common(settings, frame, params, "train")
         tracking.log_backtest(result)
         mlflow.log_metrics({f"time.{k}": v for k, v in result.timings.items()} | {"time.final_fit": fit_s})
@@ -144,13 +145,14 @@ def train_job(
             mlflow.log_dict({k: float(v) for k, v in imp.items()}, "model/feature_importance.json")
             mlflow.log_figure(_importance_figure(imp), "plots/feature_importance.png")
         mlflow.log_dict({k: list(v) for k, v in model.uncertainty.items()}, "model/uncertainty.json")
+        mlflow.log_dict(model.weights, "model/blend_weights.json")
         info, example, expected = tracking.log_forecaster(model, cfg.registry_name if register else None)
-        mlflow.set_tags({"job": "train", "backtest_fingerprint": result.metrics["fingerprint"], "final_model": kind})
+        mlflow.set_tags({"job": "train", "backtest_fingerprint": result.metrics["fingerprint"], "final_model": label})
         out = {
             "run_id": run.info.run_id,
             "model_uri": info.model_uri,
             "version": getattr(info, "registered_model_version", None),
-            "final": kind,
+            "final": label,
             "metrics": result.metrics["models"],
             "fingerprint": result.metrics["fingerprint"],
             "timings": {**result.timings, "final_fit": fit_s},
