@@ -72,6 +72,7 @@ class SimulationResult:
     waste_cost: float
     lost_margin_cost: float
     daily: pd.DataFrame = field(repr=False)
+    stockout_hours: float = float("nan")  # open hours out of stock (replay with an hourly profile)
 
     @property
     def total_cost(self) -> float:
@@ -79,7 +80,7 @@ class SimulationResult:
 
     def summary(self) -> dict[str, float]:
         keys = ("demand", "sold", "lost", "wasted", "fill_rate", "cycle_service_level", "in_stock_day_rate",
-                "waste_pct", "days_of_cover", "holding_cost", "waste_cost", "lost_margin_cost")
+                "waste_pct", "days_of_cover", "holding_cost", "waste_cost", "lost_margin_cost", "stockout_hours")
         return {k: float(getattr(self, k)) for k in keys} | {"total_cost": float(self.total_cost)}
 
 
@@ -203,3 +204,202 @@ def order_up_to_policy(levels: dict[int, float], pack_size: dict[int, float] | N
         return float(np.ceil(need / pack - 1e-9) * pack)
 
     return policy
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Day-major replay: many store x material series at once, a batched policy (one call per day for every series)
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DayState:
+    """What a batched policy sees on ``day`` (index ``t``) for all series: arrays of shape (n,) or (K, n)."""
+
+    day: date
+    t: int
+    store_ids: np.ndarray
+    material_ids: np.ndarray
+    on_hand_prev: np.ndarray  # end of the previous day (the evening count)
+    received: np.ndarray  # received this morning
+    on_hand: np.ndarray  # after this morning's receipts
+    pipeline: np.ndarray  # (K, n): arrivals on day + 1 .. day + K, not yet received
+    past_demand: np.ndarray  # (t, n): realised demand of the replayed days before ``day``
+
+    @property
+    def on_order(self) -> np.ndarray:
+        return self.pipeline.sum(axis=0)
+
+
+BatchPolicy = Callable[[DayState], np.ndarray]
+
+
+def stockout_hours(sold: np.ndarray, demand: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """Hours out of stock per (series, day): the stock ran out when the day's cumulative hourly demand share reached
+    sold / demand (linear within the hour); every open hour after that is out. ``shares``: (n, D, H)."""
+    frac = np.divide(sold, demand, out=np.ones_like(sold, dtype=float), where=demand > 1e-12)
+    short = (demand > 1e-12) & (frac < 1.0 - 1e-9)
+    out = np.zeros(sold.shape)
+    if not short.any():
+        return out
+    i, t = np.nonzero(short)
+    sh = shares[i, t, :]  # (k, H)
+    cum = np.cumsum(sh, axis=1)
+    f = frac[i, t][:, None]
+    part = np.divide(cum - f, sh, out=np.zeros_like(sh), where=sh > 1e-12)
+    out[i, t] = (np.clip(part, 0.0, 1.0) * (sh > 1e-12)).sum(axis=1)
+    return out
+
+
+@dataclass(frozen=True)
+class Recipes:
+    """Product demand and recipes: a product sells only while every material of its recipe is in stock.
+
+    ``store_idx`` (n,) row of each series in ``units``; ``units`` (S, P, D) realised product demand; ``qty`` (P, n)
+    quantity of series i's material per unit of product p (its store's recipe column).
+    """
+
+    store_idx: np.ndarray
+    units: np.ndarray
+    qty: np.ndarray
+
+
+def replay(
+    days: list[date],
+    store_ids: np.ndarray,
+    material_ids: np.ndarray,
+    demand: np.ndarray,
+    policy: BatchPolicy,
+    schedules: list[DeliverySchedule],
+    shelf_life_days: np.ndarray,
+    start_on_hand: np.ndarray,
+    costs: list[MaterialCosts],
+    *,
+    recipes: Recipes | None = None,
+    start_pipeline: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+    hour_shares: np.ndarray | None = None,
+    holding_cost_daily_ratio: float = 0.001,
+    lookahead: int = 42,
+) -> SimulationResult:
+    """Replay ``policy`` on consecutive ``days`` for n series (store x material) at once; same day convention as
+    ``simulate`` (morning receipts, order, FIFO demand, lost sales, end-of-day expiry).
+
+    ``demand`` (n, D) realised material demand; ``schedules`` each series' supplier calendar (arrival = its delivery
+    date); ``shelf_life_days`` (n,) 0 = does not expire; ``start_pipeline`` (D + lookahead, n) arrivals already on
+    order; ``hour_shares`` (n, D, H) the hourly demand profile for stockout hours. Starting stock is fresh.
+
+    Without ``recipes`` each material's demand is lost on its own and the aggregates (demand, sold, lost, wasted,
+    cover) sum material units times ``weights`` (default 1). With ``recipes`` a product sells only the share of the
+    day its scarcest material lasts (as a till would: no cup, no latte), ``demand``/``sold``/``lost``/``fill_rate``
+    count product units, and ``wasted``, ``waste_pct`` and ``days_of_cover`` weigh material units by ``weights``
+    (e.g. unit cost, so waste % is the value wasted over the value used or wasted).
+    """
+    n, D = demand.shape
+    if len(days) != D or len(schedules) != n or len(costs) != n:
+        raise DataError("replay: days, schedules and costs must match the demand array")
+    if (demand < 0).any():
+        raise DataError("demand: negative quantities")
+    life = np.asarray(shelf_life_days, dtype=int)
+    perish = life > 0
+    A = int(max(life.max(initial=0), 1)) + 1
+    slot = np.where(perish, life - 1, A - 1)
+    rows = np.arange(n)
+    buckets = np.zeros((n, A))
+    buckets[rows, slot] = np.asarray(start_on_hand, dtype=float)
+    arrivals = np.zeros((D + lookahead + 1, n))
+    if start_pipeline is not None:
+        k = min(len(start_pipeline), len(arrivals))
+        arrivals[:k] += start_pipeline[:k]
+    offsets = {s: np.array([(s.delivery_date(d) - d).days for d in days]) for s in set(schedules)}
+    off = np.stack([offsets[s] for s in schedules], axis=1)  # (D, n): days from ordering to arrival
+    if recipes is not None:
+        uses = recipes.qty.T > 0  # (n, P)
+        stores_of = [np.nonzero(recipes.store_idx == j)[0] for j in range(recipes.units.shape[0])]
+        prod_demand = prod_sold = 0.0
+
+    names = ("demand", "sold", "lost", "wasted", "received", "end_on_hand", "ordered", "own_fill")
+    rec = {k: np.zeros((n, D)) for k in names}
+    prev = buckets.sum(axis=1)
+    for t, day in enumerate(days):
+        got = arrivals[t].copy()
+        buckets[rows, slot] += got
+        on_hand = buckets.sum(axis=1)
+        state = DayState(day, t, store_ids, material_ids, prev, got, on_hand,
+                         arrivals[t + 1: t + 1 + lookahead], demand[:, :t].T)
+        qty = np.maximum(np.nan_to_num(np.asarray(policy(state), dtype=float)), 0.0)
+        if qty.shape != (n,):
+            raise DataError(f"policy returned shape {qty.shape}, expected ({n},)")
+        pos = qty > 0
+        if pos.any():
+            at = t + off[t]
+            same = pos & (at <= t)
+            if same.any():  # same-day delivery is on the shelf before the demand
+                buckets[rows[same], slot[same]] += qty[same]
+                got = got + np.where(same, qty, 0.0)
+            later = pos & (at > t)
+            np.add.at(arrivals, (np.minimum(at[later], len(arrivals) - 1), rows[later]), qty[later])
+        need = demand[:, t]
+        avail = buckets.sum(axis=1)
+        own = np.clip(np.divide(avail, need, out=np.ones(n), where=need > 1e-12), 0.0, 1.0)
+        use = need * own
+        if recipes is not None:
+            u = recipes.units[:, :, t]  # (S, P)
+            frac = np.where(uses, own[:, None], 1.0)  # (n, P)
+            g = np.ones_like(u, dtype=float)
+            for j, idx in enumerate(stores_of):
+                if len(idx):
+                    g[j] = frac[idx].min(axis=0)
+            use = np.minimum((u[recipes.store_idx] * g[recipes.store_idx] * recipes.qty.T).sum(axis=1), avail)
+            prod_demand += float(u.sum())
+            prod_sold += float((u * g).sum())
+        cum = np.cumsum(buckets, axis=1)
+        take = np.clip(use[:, None] - (cum - buckets), 0.0, buckets)
+        buckets -= take
+        sold = take.sum(axis=1)
+        wasted = np.where(perish, buckets[:, 0], 0.0)
+        shifted = np.concatenate([buckets[:, 1:], np.zeros((n, 1))], axis=1)
+        buckets = np.where(perish[:, None], shifted, buckets)
+        buckets[buckets < 1e-12] = 0.0
+        prev = buckets.sum(axis=1)
+        for k, v in zip(names, (need, sold, need - sold, wasted, got, prev, qty, own), strict=True):
+            rec[k][:, t] = v
+
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+    unit_cost = np.array([c.unit_cost for c in costs])
+    margin = np.array([c.lost_margin for c in costs])
+    salvage = np.array([c.salvage_ratio for c in costs])
+    tot = {k: float((rec[k] * w[:, None]).sum()) for k in names}
+    # cycles: a receipt starts a new one; a cycle is good when the material never ran short in it
+    cyc_id = np.cumsum(rec["received"] > 0, axis=1)
+    short = rec["own_fill"] < 1.0 - 1e-9
+    cycles = ok = 0
+    for i in range(n):
+        k = int(cyc_id[i, -1]) + 1
+        cycles += k
+        ok += k - len(set(cyc_id[i][short[i]].tolist()))
+    hours = None
+    if hour_shares is not None:
+        hours = stockout_hours(rec["own_fill"] * rec["demand"], rec["demand"], hour_shares)
+    daily = pd.DataFrame({
+        "store_id": np.repeat(store_ids, D), "material_id": np.repeat(material_ids, D),
+        "date": np.tile(np.array(days, dtype=object), n), **{k: rec[k].reshape(-1) for k in names},
+    })
+    if hours is not None:
+        daily["stockout_hours"] = hours.reshape(-1)
+    if recipes is not None:
+        p_dem, p_sold = prod_demand, prod_sold
+    else:
+        p_dem, p_sold = tot["demand"], tot["sold"]
+    return SimulationResult(
+        demand=p_dem, sold=p_sold, lost=p_dem - p_sold, wasted=tot["wasted"], received=tot["received"],
+        fill_rate=_ratio(p_sold, p_dem, 1.0),
+        cycle_service_level=_ratio(ok, cycles, 1.0),
+        in_stock_day_rate=float((~short).mean()),
+        waste_pct=_ratio(tot["wasted"], tot["sold"] + tot["wasted"], 0.0),
+        days_of_cover=_ratio(tot["end_on_hand"] / D, tot["sold"] / D, float("inf")),
+        holding_cost=float((rec["end_on_hand"] * (unit_cost * holding_cost_daily_ratio)[:, None]).sum()),
+        waste_cost=float((rec["wasted"] * (unit_cost * (1.0 - salvage))[:, None]).sum()),
+        lost_margin_cost=float((rec["lost"] * margin[:, None]).sum()),
+        daily=daily,
+        stockout_hours=float(hours.sum()) if hours is not None else float("nan"),
+    )

@@ -1,0 +1,115 @@
+"""Write the proposal into ``t_replenishment_proposal``: one transaction per run, replace never duplicate.
+
+Why delete + insert in one transaction: a re-run for the same order date must replace that date's lines for the
+stores it planned (and only those), and a crash half-way must leave the previous proposal exactly as it was. A
+planner's override on a line survives a re-run of the same date (the engine's number is refreshed beside it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import date, datetime
+
+import pandas as pd
+from sqlalchemy import Engine, and_, select
+
+from forecasting.db import ensure_schemas
+from forecasting.schema import SourceSchema
+
+OVERRIDE_COLS = ("planner_qty", "override_reason", "overridden_by", "overridden_at")
+
+
+def ensure_table(engine: Engine, schema: SourceSchema) -> None:
+    """Create the proposal table when missing (older sources were initialised before it existed)."""
+    ensure_schemas(engine, schema)
+    schema["proposals"].create(engine, checkfirst=True)
+
+
+def _json_default(value):
+    if isinstance(value, (date, datetime, pd.Timestamp)):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def proposal_rows(lines: pd.DataFrame, exceptions: dict[tuple[int, int], list[dict]] | None,
+                  created_at: datetime) -> list[dict]:
+    """Table rows from ``lines_to_frame`` output (``explanation`` keeps the full line and its exceptions as JSON)."""
+    rows = []
+    for rec in lines.to_dict("records"):
+        key = (int(rec["store_id"]), int(rec["material_id"]))
+        detail = {k: (None if isinstance(v, float) and pd.isna(v) else v) for k, v in rec.items()}
+        detail["exceptions"] = (exceptions or {}).get(key, [])
+        rows.append({
+            "proposal_date": rec["order_date"],
+            "store_id": key[0],
+            "material_id": key[1],
+            "qty": rec["qty_units"],
+            "packs": None if rec["qty_packs"] is None else int(rec["qty_packs"]),
+            "pack_size": float(rec["pack_size"]),
+            "delivery_date": rec["delivery_date"],
+            "needs_review": bool(rec["needs_review"]) or bool(detail["exceptions"]),
+            "reason_codes": ",".join(rec["reason_codes"])[:255],
+            "explanation": json.dumps(detail, default=_json_default),
+            "model_version": str(rec["model_version"]),
+            "data_date": rec["data_date"],
+            "created_at": created_at,
+        })
+    return rows
+
+
+def write_proposals(
+    engine: Engine,
+    schema: SourceSchema,
+    proposal_date: date,
+    store_ids: list[int],
+    rows: list[dict],
+    *,
+    batch_size: int = 500,
+    hook: Callable[[int], None] | None = None,
+) -> dict[str, int]:
+    """Replace the proposal of ``proposal_date`` for ``store_ids`` with ``rows`` in ONE transaction.
+
+    Overrides already recorded on a line of the same (date, store, material) are carried over. ``hook(n)`` runs
+    after each inserted batch (n rows so far): tests use it to fail mid-write.
+    """
+    ensure_table(engine, schema)
+    t = schema["proposals"]
+    if not store_ids:
+        return {"deleted": 0, "inserted": 0, "overrides_kept": 0}
+    where = and_(t.c.proposal_date == proposal_date, t.c.store_id.in_([int(s) for s in store_ids]))
+    with engine.begin() as conn:
+        kept = {
+            (int(r.store_id), int(r.material_id)): {c: getattr(r, c) for c in OVERRIDE_COLS}
+            for r in conn.execute(select(t.c.store_id, t.c.material_id, *[t.c[c] for c in OVERRIDE_COLS])
+                                  .where(where, t.c.planner_qty.is_not(None)))
+        }
+        deleted = conn.execute(t.delete().where(where)).rowcount
+        n_kept = 0
+        out = []
+        for r in rows:
+            prev = kept.get((r["store_id"], r["material_id"]))
+            if prev is not None:
+                n_kept += 1
+            out.append({**r, **(prev or dict.fromkeys(OVERRIDE_COLS))})
+        for i in range(0, len(out), batch_size):
+            conn.execute(t.insert(), out[i: i + batch_size])
+            if hook is not None:
+                hook(min(i + batch_size, len(out)))
+    return {"deleted": int(deleted or 0), "inserted": len(out), "overrides_kept": n_kept}
+
+
+def read_proposals(engine: Engine, schema: SourceSchema, proposal_date: date | None = None,
+                   store_ids: list[int] | None = None) -> pd.DataFrame:
+    """The stored proposal rows (all dates, or one), optionally for some stores."""
+    ensure_table(engine, schema)
+    t = schema["proposals"]
+    stmt = select(t)
+    if proposal_date is not None:
+        stmt = stmt.where(t.c.proposal_date == proposal_date)
+    if store_ids:
+        stmt = stmt.where(t.c.store_id.in_(store_ids))
+    with engine.connect() as conn:
+        return pd.read_sql(stmt.order_by(t.c.proposal_date, t.c.store_id, t.c.material_id), conn)

@@ -1,0 +1,120 @@
+"""The batched replay (recipes, hourly stockouts, conservation) and ``replenish simulate`` on the small world."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import insert
+from test_plan_world import SmallWorld, run_cli, small_world
+
+from forecasting.db import open_source
+from forecasting.schedule import DeliverySchedule
+from forecasting.simulation import MaterialCosts, Recipes, replay, stockout_hours
+from planning.simulate import run_simulation
+from planning.writeback import ensure_table
+
+MON = date(2025, 3, 3)
+DAILY = DeliverySchedule.from_supplier("daily", "23:00", 1)
+
+
+@pytest.fixture(scope="module")
+def world() -> SmallWorld:
+    return small_world()
+
+
+def _never(state):
+    return np.zeros(len(state.store_ids))
+
+
+def test_recipes_a_missing_cup_blocks_the_latte_and_spares_its_milk():
+    # one store, one product (latte: 1 cup + 0.2 L milk), 10 lattes a day; 5 cups and plenty of milk
+    units = np.full((1, 1, 2), 10.0)
+    qty = np.array([[1.0, 0.2]])  # (P=1, n=2)
+    demand = units[0, 0][None, :] * qty.T  # material need (2, D)
+    costs = [MaterialCosts(0.1, 0.5), MaterialCosts(1.0, 3.0)]
+    r = replay([MON, MON + timedelta(days=1)], np.array([1, 1]), np.array([10, 11]), demand, _never, [DAILY] * 2,
+               np.array([0, 0]), np.array([5.0, 100.0]), costs, recipes=Recipes(np.array([0, 0]), units, qty))
+    assert r.demand == 20.0 and r.sold == 5.0 and r.fill_rate == pytest.approx(0.25)
+    d = r.daily.set_index(["material_id", "date"])
+    assert d.loc[(11, MON), "sold"] == pytest.approx(1.0)  # only 5 lattes used milk
+    assert d.loc[(11, MON), "lost"] == pytest.approx(1.0)  # the other 5 lattes' milk counts as lost
+    assert d.loc[(10, MON), "own_fill"] == pytest.approx(0.5) and d.loc[(11, MON), "own_fill"] == 1.0
+
+
+def test_stockout_hours_follow_the_hourly_profile():
+    shares = np.zeros((1, 1, 24))
+    shares[0, 0, 8:12] = [0.1, 0.4, 0.3, 0.2]  # open 8-12
+    # 30% of the day's demand served: runs out half-way through hour 9 (cum 0.1 -> 0.5), then 2 more hours
+    h = stockout_hours(np.array([[3.0]]), np.array([[10.0]]), shares)
+    assert h[0, 0] == pytest.approx(0.5 + 2.0)
+    assert stockout_hours(np.array([[5.0]]), np.array([[10.0]]), shares)[0, 0] == pytest.approx(2.0)
+    assert stockout_hours(np.array([[10.0]]), np.array([[10.0]]), shares)[0, 0] == 0.0
+
+
+def test_replay_conserves_stock_and_expires_fifo():
+    rng = np.random.default_rng(1)
+    days = [MON + timedelta(days=k) for k in range(30)]
+    demand = rng.poisson([[4.0], [9.0]], size=(2, 30)).astype(float)
+
+    def up_to(state):
+        return np.maximum(np.array([12.0, 30.0]) - state.on_hand - state.on_order, 0.0)
+
+    costs = [MaterialCosts(1.0, 2.0), MaterialCosts(1.0, 2.0)]
+    r = replay(days, np.array([1, 1]), np.array([1, 2]), demand, up_to, [DAILY] * 2, np.array([2, 0]),
+               np.array([5.0, 5.0]), costs, hour_shares=np.full((2, 30, 24), 1 / 24))
+    d = r.daily
+    for _mid, g in d.groupby("material_id"):
+        start = 5.0
+        assert start + g["received"].sum() - g["sold"].sum() - g["wasted"].sum() == pytest.approx(
+            g["end_on_hand"].iloc[-1])
+        assert (g["sold"] <= g["demand"] + 1e-9).all()
+    assert d.loc[d["material_id"] == 2, "wasted"].sum() == 0.0  # shelf-stable never expires
+    assert r.stockout_hours == pytest.approx(d["stockout_hours"].sum()) and 0.0 < r.fill_rate < 1.0
+
+
+def test_simulate_compares_all_policies_on_the_small_world(world):
+    engine, schema = open_source(world.db_url)
+    res = run_simulation(world.settings, engine, schema, date(2025, 11, 21), date(2025, 11, 30))
+    assert set(res["policies"]) == {"ours", "incumbent", "seasonal_naive", "oracle"}
+    assert res["period"]["days"] == 10 and res["period"]["demand"] == "sampled latent truth"
+    for m in res["policies"].values():
+        assert 0.5 < m["fill_rate"] <= 1.0 and 0.0 <= m["waste_pct"] < 0.5 and m["stockout_hours"] >= 0
+        assert m["total_cost"] == pytest.approx(m["holding_cost"] + m["waste_cost"] + m["lost_margin_cost"], abs=0.05)
+    p = res["policies"]
+    assert p["oracle"]["demand_units"] == p["incumbent"]["demand_units"]  # same realised demand for everyone
+    assert "overrides" not in res
+    json.dumps(res)
+
+
+def test_simulate_cli_json_with_overrides_value_added(world, tmp_path):
+    import shutil
+
+    db = tmp_path / "source.db"
+    shutil.copy(world.root / "source.db", db)
+    url = f"sqlite:///{db}"
+    engine, schema = open_source(url)
+    ensure_table(engine, schema)
+    with engine.begin() as conn:  # a planner doubled the engine's 2 packs of material 1 at store 1
+        conn.execute(insert(schema["proposals"]), [{
+            "proposal_date": date(2025, 11, 25), "store_id": 1, "material_id": 1, "qty": 2000.0, "packs": 2,
+            "pack_size": 1000.0, "delivery_date": date(2025, 11, 28), "needs_review": False, "reason_codes": "",
+            "explanation": json.dumps({"next_delivery_date": "2025-12-02", "inventory_position": 1500.0}),
+            "model_version": "v1", "data_date": date(2025, 11, 24), "created_at": date(2025, 11, 25),
+            "planner_qty": 4.0, "override_reason": "event"}])
+    chart = tmp_path / "chart.png"
+    code, out, err = run_cli("simulate", "--start", "2025-11-20", "--end", "2025-11-30", "--policy", "incumbent",
+                             "--policy", "oracle", "--db", url, "--config", str(world.config), "--chart", str(chart),
+                             "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert set(res["policies"]) == {"incumbent", "oracle"}
+    assert res["overrides"]["overrides"] == 1 and res["overrides"]["better"] + res["overrides"]["worse"] <= 1
+    assert chart.stat().st_size > 10_000
+    code, _, err = run_cli("simulate", "--policy", "magic", "--db", url, "--config", str(world.config))
+    assert code == 2 and "choose from" in err
+    code, _, err = run_cli("simulate", "--start", "2025-11-30", "--end", "2025-11-01", "--db", url, "--config",
+                           str(world.config))
+    assert code == 2 and "is after" in err
