@@ -81,13 +81,18 @@ def api_demo(order_date: date) -> None:
         print(f"GET /healthz -> {_get(url, '/healthz')}, GET /readyz -> {_get(url, '/readyz')}, "
               f"GET /metrics -> {_get(url, '/metrics')}")
         one = _post(url, "/replenishment", {"store_id": 1, "order_date": order_date.isoformat()})
+        for ahead in range(1, 4):  # show the next order day that has something to order
+            if any(ln["qty_packs"] > 0 for ln in one["lines"]):
+                break
+            one = _post(url, "/replenishment",
+                        {"store_id": 1, "order_date": (order_date + timedelta(days=ahead)).isoformat()})
         batch = _post(url, "/replenishment/batch", {"order_date": order_date.isoformat()})
         fc = _post(url, "/forecast", {"store_id": 1, "start_date": order_date.isoformat(), "days": 3})
         print(f"POST /replenishment/batch -> {len(batch['stores'])} stores; POST /forecast -> "
               f"{len(fc['products'])} products x 3 days; model version {one['model_version']}, "
               f"data date {one['data_date']}")
         lines = [ln for ln in one["lines"] if ln["qty_packs"] > 0]
-        print(f"\nStore 1, order date {order_date}: {len(lines)} materials to order "
+        print(f"\nStore 1, order date {one['order_date']}: {len(lines)} materials to order "
               f"(of {len(one['lines'])}); review first:")
         for ln in sorted(lines, key=lambda x: (not x["needs_review"], x["material_id"]))[:12]:
             flag = "!" if ln["needs_review"] else " "

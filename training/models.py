@@ -251,6 +251,8 @@ class LGBMModel:
         imp = []
         for mlf in self.mlfs_.values():
             models = mlf.models_[self.name]
+            if isinstance(models, dict):  # mlforecast's direct strategy: one model per horizon
+                models = list(models.values())
             models = models if isinstance(models, list) else [models]
             imp += [pd.Series(m.booster_.feature_importance("gain"), index=m.booster_.feature_name()) for m in models]
         return pd.concat(imp, axis=1).mean(axis=1).fillna(0.0).sort_values(ascending=False)
