@@ -100,7 +100,7 @@ def _default_classes() -> dict[str, ClassPolicy]:
         "ambient": ClassPolicy(service_level=0.98, underage_cost_ratio=4.0),
         "chilled": ClassPolicy(service_level=0.95, underage_cost_ratio=6.0),
         "frozen": ClassPolicy(service_level=0.97, underage_cost_ratio=4.0),
-        "food": ClassPolicy(service_level=0.90, underage_cost_ratio=1.5),
+        "food": ClassPolicy(service_level=0.90, underage_cost_ratio=2.5),
     }
 
 
@@ -110,6 +110,10 @@ class ReplenishmentConfig(_Section):
     n_samples: int = Field(1000, ge=50, le=20000)  # joint demand paths per store x product
     seed: int = 20240901
     rounding_threshold: float = Field(0.3, ge=0.0, le=1.0)  # round up when the fractional pack >= this
+    # Never round a pack down below S (shelf-stable) or the median need (perishables): ``policy.decide_quantity``.
+    rounding_guard: bool = True
+    # Perishables: leftovers of a window still sell until they expire (``policy.carryover_newsvendor``).
+    perishable_carryover: bool = True
     default_class: str = "ambient"
     classes: dict[str, ClassPolicy] = Field(default_factory=_default_classes)
     # Class of every material of a supplier (e.g. the bakery's -> food) when t_material has no class column.
@@ -227,8 +231,6 @@ class PlanningConfig(_Section):
     inventory_days: int = Field(35, ge=2, le=365)  # count history read per plan (count checks look back 28)
     plot_materials: int = Field(6, ge=0, le=40)  # main materials plotted per store
     plot_history_days: int = Field(28, ge=7, le=365)
-    # Never round a pack down below the window's median need (planning/rounding.py; until the engine has it).
-    rounding_guard: bool = True
     exceptions: ExceptionConfig = Field(default_factory=ExceptionConfig)
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
 

@@ -19,6 +19,7 @@ from forecasting.config import ClassPolicy, CountCheckConfig, ReplenishmentConfi
 
 Reason = tuple[str, str]  # (short code, human sentence)
 _EPS = 1e-9
+GUARD_CODE = "rounded_up_guard"  # the rounding guard added a pack (see ``decide_quantity``)
 
 
 def fmt(x: float) -> str:
@@ -89,6 +90,32 @@ def resolve_policy(material: dict[str, Any], cfg: ReplenishmentConfig) -> Materi
         return MaterialPolicy(cls, known, "newsvendor", cr, c_u, c_o, moq, min(caps, default=None))
     level = ov.service_level if ov and ov.service_level else cp.service_level
     return MaterialPolicy(cls, known, "service_level", level, None, None, moq, min(caps, default=None))
+
+
+def carryover_newsvendor(window: np.ndarray, life: np.ndarray, underage_cost: float,
+                         overage_cost: float) -> tuple[np.ndarray, np.ndarray]:
+    """Order-up-to of a perishable whose leftovers carry over until they expire: per line, the smallest sampled
+    level x with c_u P(window demand > x) <= c_o P(demand until expiry < x).
+
+    Why not F^-1(CR) of the window: the single-period newsvendor charges the full overage for every unit left at
+    the window end, but a croissant left when the next delivery arrives still sells until its shelf life ends; it
+    is wasted only when demand from the order date until the delivery's expiry stays below x. With a shelf life no
+    longer than the review period the two windows coincide and this is F^-1(CR). ``window`` and ``life`` are
+    joint sample paths (L, n) of the protection-window total and of the total from the order date to the
+    expiry of this order's delivery (same draws). Returns the levels (L,) and their quantile levels (L,).
+    """
+    w = np.sort(np.asarray(window, dtype=float), axis=-1)
+    lf = np.sort(np.asarray(life, dtype=float), axis=-1)
+    n = w.shape[-1]
+    xs, lv = np.empty(len(w)), np.empty(len(w))
+    for i in range(len(w)):
+        x = w[i]
+        short = 1.0 - np.searchsorted(x, x, side="right") / n  # P(window demand > x)
+        expire = np.searchsorted(lf[i], x, side="left") / n  # P(demand until expiry < x)
+        ok = underage_cost * short <= overage_cost * expire + _EPS
+        k = int(np.argmax(ok)) if ok.any() else n - 1
+        xs[i], lv[i] = x[k], (np.searchsorted(x, x[k], side="right")) / n
+    return xs, lv
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -331,11 +358,24 @@ def decide_quantity(
     shelf_cap_units: float | None = None,
     shelf_cap_days: float | None = None,
     room_units: float | None = None,
+    floor_units: float | None = None,
+    floor_label: str = "a median need of",
+    critical_ratio: float | None = None,
 ) -> QuantityDecision:
     """q = max(0, S - IP), capped by shelf life, rounded to packs, raised to the MOQ, capped by storage room.
 
+    Rounding guard (``floor_units``): a fractional pack below the threshold is not rounded away when that would
+    leave the position after ordering below the floor; with packs much larger than a window's demand (2,000 sugar
+    packets for 180 a week) the threshold alone would round to zero on every order day and the store would run
+    dry. The proposal passes S for shelf-stable lines (rounding below the service-level target saves only holding
+    cost) and the window's median need for perishables. The guard adds the fewest packs that reach the floor,
+    never more than the need rounded up; the shelf-life, MOQ and storage rules below still apply.
+
     The shelf-life cap is hard (the order never exceeds what the median sells before expiry), so rounding up or
-    the MOQ never push past it; when they would, the line orders less or nothing and says so.
+    the MOQ never push past it; when they would, the line orders less or nothing and says so. One exception
+    (``critical_ratio``, perishables): the first pack is allowed even when it exceeds the median sales before
+    expiry, if its expected margin is positive, i.e. it sells more than the share 1 - CR = c_o / (c_u + c_o) of
+    itself before expiry (a coffee shop still stocks one tray of bagels when a day and a half sells five of six).
     """
     if pack_size <= 0:
         raise ValueError("pack_size must be > 0")
@@ -356,18 +396,33 @@ def decide_quantity(
         direction = "up" if packs > raw else "down"
         text = f"rounded {direction} {fmt(raw)} -> {packs} pack{'' if packs == 1 else 's'} (threshold {fmt(threshold)})"
         reasons.append((f"rounded_{direction}", text))
-    if hard_cap is not None and packs * pack_size > hard_cap + _EPS:
-        capped = max(math.floor(hard_cap / pack_size + _EPS), 0)
-        if capped == 0:
+        after = inventory_position + packs * pack_size
+        if direction == "down" and floor_units is not None and after < floor_units - _EPS:
+            top = math.ceil(need / pack_size - _EPS)
+            guarded = min(packs + max(1, math.ceil((floor_units - after) / pack_size - _EPS)), top)
+            if guarded > packs:
+                reasons.append((GUARD_CODE, f"rounded up to {guarded} pack{'' if guarded == 1 else 's'}: rounding "
+                                            f"down would leave {fmt(after)} below {floor_label} {fmt(floor_units)}"))
+                packs = guarded
+    cap_packs = None if hard_cap is None else max(math.floor(hard_cap / pack_size + _EPS), 0)
+    first_pack = (cap_packs == 0 and critical_ratio is not None and hard_cap is not None
+                  and hard_cap > (1.0 - critical_ratio) * pack_size + _EPS)
+    if first_pack:
+        cap_packs = 1
+    if cap_packs is not None and packs > cap_packs:
+        if cap_packs == 0:
             reasons.append(("case_cover", f"one pack ({fmt(pack_size)}) is more than the median sells before expiry "
                                           f"({fmt(hard_cap)} after stock on hand): no order, review the pack size"))
-        else:
-            reasons.append(("shelf_life_cap", f"rounding kept under the shelf-life cap: {packs} -> {capped} packs"))
-        packs = capped
+        elif not first_pack:
+            reasons.append(("shelf_life_cap", f"rounding kept under the shelf-life cap: {packs} -> {cap_packs} packs"))
+        packs = cap_packs
+    if first_pack and packs == 1:
+        reasons.append(("first_pack", f"one pack ({fmt(pack_size)}) is more than the median sells before expiry "
+                                      f"({fmt(hard_cap)}) but its expected margin is positive (it sells over "
+                                      f"{fmt(100 * (1.0 - critical_ratio))}% of itself at CR {fmt(critical_ratio)})"))
     room_packs = None if room_units is None else max(math.floor(max(room_units, 0.0) / pack_size + _EPS), 0)
     if 0 < packs < moq_packs:
-        limit = min([x for x in (None if hard_cap is None else math.floor(hard_cap / pack_size + _EPS), room_packs)
-                     if x is not None], default=None)
+        limit = min([x for x in (cap_packs, room_packs) if x is not None], default=None)
         if limit is not None and limit < moq_packs:
             reasons.append(("moq_blocked", f"{packs} packs is below the MOQ of {moq_packs} and the MOQ does not fit "
                                            f"(shelf life / storage allows {limit}): no order, review"))

@@ -6,8 +6,10 @@ read (the ``t_*`` source contract, see ``forecasting.schema``) and the models' f
 
 Per line: periodic review, order-up-to. S = the chosen quantile of material demand over the protection window
 [order date, the delivery after this order's delivery) computed from joint sample paths; the quantile is the class
-service level, or the newsvendor critical ratio for perishables (then also capped by what the median sells before
-expiry). q = max(0, S - IP), rounded to packs, raised to the MOQ, capped by storage room.
+service level, or the newsvendor critical ratio for perishables (with leftovers selling until they expire:
+``policy.carryover_newsvendor``; then also capped by what the median sells before expiry, one pack at least when its
+expected margin is positive). q = max(0, S - IP), rounded to packs (never below S for shelf-stable lines, the median
+need for perishables), raised to the MOQ, capped by storage room.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from forecasting.policy import (
     Position,
     Reason,
     assess_count,
+    carryover_newsvendor,
     decide_quantity,
     fmt,
     inventory_position,
@@ -158,7 +161,8 @@ class WindowDemand:
     cutoffs: list[time]  # the supplier's order cutoff per material
     shelf: list[int]  # shelf life in days (0 = no expiry cap)
     prot_mean: np.ndarray  # (S, M) exact mean demand over the protection window
-    q_level: np.ndarray  # (S, M) quantile at the material's configured level
+    q_level: np.ndarray  # (S, M) quantile at the material's configured level (carry-over newsvendor: its level)
+    eff_level: np.ndarray  # (S, M) the quantile level of q_level (the configured one, or the carry-over optimum)
     q_median: np.ndarray  # (S, M)
     pre_median: np.ndarray  # (S, M) median demand from the order date to the delivery
     shelf_median: np.ndarray  # (S, M) median demand over the shelf life after delivery
@@ -179,6 +183,7 @@ class WindowDemand:
         sl = slice(si, si + 1)
         return replace(
             self, store_ids=self.store_ids[sl], prot_mean=self.prot_mean[sl], q_level=self.q_level[sl],
+            eff_level=self.eff_level[sl],
             q_median=self.q_median[sl], pre_median=self.pre_median[sl], shelf_median=self.shelf_median[sl],
             upper=None if self.upper is None else self.upper[sl], memo={},
         )
@@ -256,6 +261,15 @@ def precompute_window_demand(
     shelf_tot, _, shelf_days, shelf_cov = _totals(ms, [w.delivery_date for w in wins], shelf_end)
 
     levels = np.array([p.level for p in pols])
+    q_level = sample_quantile(prot, levels[None, :])  # (S, M)
+    eff_level = np.repeat(levels[None, :], len(ms.store_ids), axis=0)
+    carry = [mi for mi, (p, w, e) in enumerate(zip(pols, wins, shelf_end, strict=True))
+             if p.basis == "newsvendor" and shelf[mi] > 0 and e > w.window_end and config.perishable_carryover]
+    if carry:  # leftovers still sell until they expire: the newsvendor over the window up to the expiry
+        life_tot, _, _, _ = _totals(ms, [order_date] * len(wins), shelf_end)
+        for mi in carry:
+            q_level[:, mi], eff_level[:, mi] = carryover_newsvendor(
+                prot[:, mi, :], life_tot[:, mi, :], pols[mi].underage_cost, pols[mi].overage_cost)
     n = prot.shape[-1]
     upper = None
     if keep_quantiles:
@@ -272,7 +286,8 @@ def precompute_window_demand(
         cutoffs=cutoffs,
         shelf=shelf,
         prot_mean=prot_mean,
-        q_level=sample_quantile(prot, levels[None, :]),  # (S, M)
+        q_level=q_level,
+        eff_level=eff_level,
         q_median=sample_quantile(prot, 0.5),
         pre_median=sample_quantile(pre, 0.5),
         shelf_median=sample_quantile(shelf_tot, 0.5),
@@ -351,6 +366,9 @@ def _line_static(wd: WindowDemand, si: int, mi: int, config: ReplenishmentConfig
         tail.append(("cutoff_passed", f"after the {wd.cutoffs[mi]:%H:%M} cutoff: "
                                       f"counts as ordered {win.effective_order_date.isoformat()}"))
     basis = "service level" if pol.basis == "service_level" else "newsvendor CR"
+    lvl = pol.level if custom else float(wd.eff_level[si, mi])
+    if abs(lvl - pol.level) > 1e-9:
+        basis = "carry-over until expiry, newsvendor CR"
     cost = r.get("unit_cost")
     pack = float(r["pack_size"])
     unit = str(r["unit"]) if pd.notna(r.get("unit")) else None
@@ -362,7 +380,7 @@ def _line_static(wd: WindowDemand, si: int, mi: int, config: ReplenishmentConfig
         next_order_day=win.next_order_day, delivery_date=win.delivery_date,
         next_delivery_date=win.next_delivery_date, pack_size=pack, window_days=win.window_days,
         lead_days=win.lead_days, review_days=win.review_days, policy_class=pol.policy_class,
-        quantile_basis=pol.basis, quantile_level=pol.level, demand_mean=float(wd.prot_mean[si, mi]),
+        quantile_basis=pol.basis, quantile_level=lvl, demand_mean=float(wd.prot_mean[si, mi]),
         demand_median=med, demand_quantile=S, safety_stock=S - med, order_up_to=S,
     )
     st = _LineStatic(
@@ -385,7 +403,7 @@ def _line_static(wd: WindowDemand, si: int, mi: int, config: ReplenishmentConfig
         head_reasons=head,
         tail_reasons=tail,
         window_txt=(f"{win.window_days}-day window ({win.lead_days} to delivery + {win.review_days} to the next) "
-                    f"needs median {fmt(med)}, q{fmt(100 * pol.level)} {fmt(S)} ({basis} {fmt(pol.level)}); "
+                    f"needs median {fmt(med)}, q{fmt(100 * lvl)} {fmt(S)} ({basis} {fmt(pol.level)}); "
                     f"safety stock {fmt(S - med)}"),
         fields=fields,
     )
@@ -433,6 +451,11 @@ def line_for(
     decision = decide_quantity(
         S, ip, pack, config.rounding_threshold,
         moq_packs=pol.moq_packs, shelf_cap_units=shelf_cap, shelf_cap_days=shelf_cap_days, room_units=room,
+        # Rounding guard: shelf-stable lines never round below S (an extra pack only costs holding), perishables
+        # never below the median need (the threshold still saves a partial pack that might expire).
+        floor_units=(S if pol.basis == "service_level" else st.med) if config.rounding_guard else None,
+        floor_label="the order-up-to" if pol.basis == "service_level" else "a median need of",
+        critical_ratio=pol.level if pol.basis == "newsvendor" else None,
     )
     packs = decision.qty_packs
     if win.is_order_day:

@@ -25,7 +25,6 @@ from forecasting.proposal import lines_to_frame, propose
 from forecasting.schema import SourceSchema
 from planning.exceptions import PlanException, find_exceptions
 from planning.inputs import PlanInputs, read_plan_inputs
-from planning.rounding import guard
 from planning.writeback import proposal_rows, write_proposals
 
 CSV_COLS = [
@@ -122,10 +121,6 @@ def plan_store(
     orders = inputs.orders[inputs.orders["store_id"] == store_id]
     lines = propose(fc, inputs.materials, inputs.bom, inputs.suppliers, inv, order_date, settings.replenishment,
                     cache.model_version, cache.data_date, orders=orders, order_time=order_time)
-    if settings.planning.rounding_guard:
-        cost = inputs.materials.set_index("material_id")["unit_cost"].dropna().to_dict() \
-            if "unit_cost" in inputs.materials else {}
-        lines = guard(lines, cost)
     frame = lines_to_frame(lines)
     if frame.empty:
         raise DataError(f"store {store_id}: the engine produced no lines")

@@ -35,7 +35,7 @@ REASON_LABELS = {
     "capacity_cap": "storage cap", "not_order_day": "not an order day", "on_order": "on order",
     "forecast_short": "short forecast", "unknown_class": "unknown class", "no_shelf_life": "no shelf life",
     "cutoff_passed": "after cutoff", "shelf_forecast_short": "shelf-life extrapolated",
-    "rounded_up_guard": "rounded up: median need",
+    "rounded_up_guard": "rounded up: guard", "first_pack": "first pack: margin > 0",
 }
 
 CSS = """

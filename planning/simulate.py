@@ -35,7 +35,6 @@ from forecasting.schedule import DeliverySchedule, order_window
 from forecasting.schema import SourceSchema
 from forecasting.simulation import DayState, MaterialCosts, Recipes, SimulationResult, replay
 from planning.inputs import read, read_table
-from planning.rounding import guard
 
 POLICIES = ("ours", "incumbent", "seasonal_naive", "oracle")
 HORIZON = 14
@@ -435,7 +434,6 @@ class EnginePolicy:
         self.sched = _schedules(world.suppliers)
         self.mat_sup = world.materials.set_index("material_id")["supplier_id"].astype(int)
         self.seconds = {"forecast": 0.0, "propose": 0.0}
-        self.guard = settings.planning.rounding_guard
 
     def __call__(self, state: DayState) -> np.ndarray:
         w, day = self.w, state.day
@@ -465,8 +463,6 @@ class EnginePolicy:
         t0 = time.perf_counter()
         lines = propose(fc, w.materials, bom, w.suppliers, inv, day, self.cfg, self.name, day - timedelta(days=1),
                         orders=orders)
-        if self.guard:
-            lines = guard(lines)
         self.seconds["propose"] += time.perf_counter() - t0
         for ln in lines:
             j = self.pos.get((ln.store_id, ln.material_id))

@@ -136,7 +136,7 @@ def test_perishable_uses_newsvendor_and_shelf_life_cap_binds():
     assert "capped by shelf life" in milk.explanation
     croissant = lines[(1, CROISSANT)]
     assert croissant.policy_class == "food" and croissant.quantile_basis == "newsvendor"
-    assert croissant.quantile_level == pytest.approx(1.5 / 2.5)
+    assert croissant.quantile_level == pytest.approx(2.5 / 3.5)  # lost margin 2.5 x cost (was 1.5): CR 0.71
 
 
 def test_not_an_order_day_gives_a_zero_line_with_the_next_order_day():

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from forecasting.config import CountCheckConfig, MaterialOverride, ReplenishmentConfig
 from forecasting.policy import (
     assess_count,
+    carryover_newsvendor,
     critical_ratio,
     decide_quantity,
     inventory_position,
@@ -240,3 +242,40 @@ def test_two_consistent_counts_confirm_a_new_level():
     assert back.flag == "ok" and back.on_hand == 310.0
     counts[-2:] = [320.0, 40.0]
     assert assess_count(days_back(10), counts, None, {}, POS, 1.0, CHECK).flag == "jump_down"
+
+
+def test_rounding_guard_keeps_big_packs_from_rounding_to_zero_forever():
+    # 2,000 sugar packets a pack, 180 needed in the window, 50 left: 0.065 packs rounds down to nothing ...
+    plain = decide_quantity(230.0, 50.0, 2000.0, 0.3)
+    assert plain.qty_packs == 0 and codes(plain) == ["rounded_down"]
+    # ... unless the position after ordering would be below the window's median need
+    guarded = decide_quantity(230.0, 50.0, 2000.0, 0.3, floor_units=180.0)
+    assert guarded.qty_packs == 1 and codes(guarded) == ["rounded_down", "rounded_up_guard"]
+    assert "leave 50 below a median need of 180" in guarded.reasons[-1][1]
+    covered = decide_quantity(230.0, 190.0, 2000.0, 0.3, floor_units=180.0)  # 190 already covers the median
+    assert covered.qty_packs == 0
+    capped = decide_quantity(230.0, 50.0, 2000.0, 0.3, floor_units=180.0, room_units=1000.0)
+    assert capped.qty_packs == 0 and "capacity_cap" in codes(capped)  # the storage cap still binds
+
+
+def test_first_pack_past_the_shelf_life_cap_when_its_margin_is_positive():
+    # Plain bagels: packs of 6, the median sells 3.7 before expiry: the hard cap alone never orders one
+    none = decide_quantity(5.0, 0.0, 6.0, 0.3, shelf_cap_units=3.7)
+    assert none.qty_packs == 0 and "case_cover" in codes(none)
+    # lost margin 2.5 x cost: CR 0.71, the pack pays when it sells more than 29% of itself (1.7 of 6)
+    one = decide_quantity(5.0, 0.0, 6.0, 0.3, shelf_cap_units=3.7, critical_ratio=2.5 / 3.5)
+    assert one.qty_packs == 1 and "first_pack" in codes(one) and "case_cover" not in codes(one)
+    thin = decide_quantity(5.0, 0.0, 6.0, 0.3, shelf_cap_units=1.5, critical_ratio=2.5 / 3.5)
+    assert thin.qty_packs == 0 and "first_pack" not in codes(thin)  # 1.5 of 6 sells: the first pack loses money
+    two = decide_quantity(50.0, 0.0, 6.0, 0.3, shelf_cap_units=20.0, critical_ratio=2.5 / 3.5)
+    assert two.qty_packs == 3  # the cap binds as before once a whole pack fits under it
+
+
+def test_carryover_newsvendor_orders_more_when_leftovers_keep():
+    rng = np.random.default_rng(0)
+    window = rng.poisson(10.0, size=(1, 2000)).astype(float)  # demand until the next delivery
+    same, lv_same = carryover_newsvendor(window, window, 2.5, 1.0)  # shelf life = review period: plain newsvendor
+    assert lv_same[0] >= 2.5 / 3.5 - 1e-9 and same[0] == pytest.approx(np.quantile(window[0], 2.5 / 3.5), abs=1)
+    life = window + rng.poisson(10.0, size=(1, 2000))  # leftovers sell one more day before they expire
+    more, lv_more = carryover_newsvendor(window, life, 2.5, 1.0)
+    assert more[0] > same[0] and lv_more[0] > 0.9
