@@ -67,8 +67,10 @@ def mlflow_server(tmp_path_factory):
     """A real ``mlflow server`` on a free loopback port, PostgreSQL backend store, artifacts in a temp folder."""
     import shutil
     import subprocess
+    import sys
     import time
     import urllib.request
+    from pathlib import Path
 
     try:
         admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
@@ -82,7 +84,7 @@ def mlflow_server(tmp_path_factory):
     backend = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     artifacts = tmp_path_factory.mktemp("mlflow-artifacts")
     port = _free_port()
-    mlflow_bin = shutil.which("mlflow") or str(__import__("pathlib").Path(__import__("sys").executable).with_name("mlflow"))
+    mlflow_bin = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
     log = open(artifacts.parent / f"mlflow-server-{port}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [mlflow_bin, "server", "--backend-store-uri", backend, "--artifacts-destination", str(artifacts),
