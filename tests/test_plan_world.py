@@ -118,18 +118,12 @@ def run_cli(*args: str) -> tuple[int, str, str]:
     from replenish.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    from replenish import common
-
-    old_console, old_err = common.console.file, common.err_console.file
-    common.console.file, common.err_console.file = out, err
     code = 0
-    try:
+    try:  # the rich consoles write to whatever sys.stdout/sys.stderr are at call time
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             main(list(args))
     except SystemExit as exc:
         code = int(exc.code or 0)
-    finally:
-        common.console.file, common.err_console.file = old_console, old_err
     return code, out.getvalue(), err.getvalue()
 
 
