@@ -16,7 +16,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -34,6 +34,7 @@ from features.job import (
     _shares,
     build_chunk,
     month_chunks,
+    plan_window,
     utc_bounds,
 )
 from features.registry import dataset_schema, feature_registry, schema_hash
@@ -42,7 +43,6 @@ from features.validate import Quarantine, local_dates, write_quarantine
 from forecasting.cluster import dask_client
 from forecasting.config import ClusterConfig, FeaturesConfig, load_settings
 from forecasting.db import safe_url
-from forecasting.errors import DataError
 from forecasting.schema import SourceSchema
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -168,22 +168,7 @@ def build_features_dask(engine: Engine, schema: SourceSchema, out_dir: str, unti
     shash = schema_hash(horizons)
     with engine.connect() as conn:
         ctx = Context(conn, src, cfg, now)
-        first, last = extract.completed_bounds(conn, src, ctx.statuses, now)
-        if first is None:
-            raise DataError(f"no completed orders (status in {ctx.statuses}) in the source up to {now:%Y-%m-%d}")
-        tz0 = cfg.default_timezone
-        first_date = local_dates(pd.Series([first]), tz0).iloc[0].date()
-        end = until or local_dates(pd.Series([last]), tz0).iloc[0].date()
-        if end < first_date:
-            raise DataError(f"--until {end} is before the first completed order ({first_date})")
-        prev = fstore.manifest() if (fstore.exists() and not full) else None
-        incremental = bool(
-            prev and prev.get("schema_hash") == shash and prev.get("first_date") == first_date.isoformat()
-            and prev.get("watermark") and date.fromisoformat(prev["watermark"]) <= end
-            and prev.get("config", {}).get("completed_statuses") == ctx.statuses)
-        start = first_date
-        if incremental:
-            start = max(first_date, date.fromisoformat(prev["watermark"]) - timedelta(days=cfg.reread_days - 1))
+        first_date, last, end, prev, incremental, start = plan_window(conn, ctx, cfg, fstore, shash, until, full)
         chunks = month_chunks(start, end)
         if progress:
             progress("ireplenishment history", 0, len(chunks))
@@ -223,7 +208,7 @@ def build_features_dask(engine: Engine, schema: SourceSchema, out_dir: str, unti
         censor_by_month = dict(sorted(censor_by_month.items()))
         if progress:
             progress("features", len(chunks), len(chunks))
-        q.add("future_timestamp", fut_lines, local_dates(fut_lines["created_at"], tz0))
+        q.add("future_timestamp", fut_lines, local_dates(fut_lines["created_at"], cfg.default_timezone))
         qdir = fstore.path / "quarantine"
         q_on_disk = write_quarantine(qdir, q.table(), pd.Timestamp(start) if incremental else None)
         q.check(cfg.max_bad_share, str(qdir))

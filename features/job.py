@@ -195,6 +195,30 @@ def _shares(by_month: dict[str, dict[str, int]]) -> dict[str, float]:
             "units": tot["censored_units"] / tot["units"] if tot["units"] else 0.0}
 
 
+def plan_window(conn, ctx: Context, cfg: FeaturesConfig, fstore: FeatureStore, shash: str, until: date | None,
+                full: bool) -> tuple[date, Any, date, dict | None, bool, date]:
+    """Which days this run (re)builds: everything, or from the watermark minus ``reread_days`` when the store on disk
+    was built from the same schema, first day and statuses. Returns (first_date, last completed order UTC, end,
+    previous manifest, incremental, start); DataError when there is nothing to build."""
+    first, last = extract.completed_bounds(conn, ctx.src, ctx.statuses, ctx.now)
+    if first is None:
+        raise DataError(f"no completed orders (status in {ctx.statuses}) in the source up to {ctx.now:%Y-%m-%d}")
+    tz0 = cfg.default_timezone
+    first_date = local_dates(pd.Series([first]), tz0).iloc[0].date()
+    end = until or local_dates(pd.Series([last]), tz0).iloc[0].date()
+    if end < first_date:
+        raise DataError(f"--until {end} is before the first completed order ({first_date})")
+    prev = fstore.manifest() if (fstore.exists() and not full) else None
+    incremental = bool(
+        prev and prev.get("schema_hash") == shash and prev.get("first_date") == first_date.isoformat()
+        and prev.get("watermark") and date.fromisoformat(prev["watermark"]) <= end
+        and prev.get("config", {}).get("completed_statuses") == ctx.statuses)
+    start = first_date
+    if incremental:
+        start = max(first_date, date.fromisoformat(prev["watermark"]) - timedelta(days=cfg.reread_days - 1))
+    return first_date, last, end, prev, incremental, start
+
+
 def build_features(engine: Engine, schema: SourceSchema, out_dir: str, until: date | None = None,
                    full: bool = False, progress: Progress | None = None,
                    config: FeaturesConfig | None = None) -> dict[str, Any]:
@@ -212,23 +236,7 @@ def build_features(engine: Engine, schema: SourceSchema, out_dir: str, until: da
     shash = schema_hash(horizons)
     with engine.connect() as conn:
         ctx = Context(conn, src, cfg, now)
-        first, last = extract.completed_bounds(conn, src, ctx.statuses, now)
-        if first is None:
-            raise DataError(f"no completed orders (status in {ctx.statuses}) in the source up to {now:%Y-%m-%d}")
-        tz0 = cfg.default_timezone
-        first_date = local_dates(pd.Series([first]), tz0).iloc[0].date()
-        end = until or local_dates(pd.Series([last]), tz0).iloc[0].date()
-        if end < first_date:
-            raise DataError(f"--until {end} is before the first completed order ({first_date})")
-
-        prev = fstore.manifest() if (fstore.exists() and not full) else None
-        incremental = bool(
-            prev and prev.get("schema_hash") == shash and prev.get("first_date") == first_date.isoformat()
-            and prev.get("watermark") and date.fromisoformat(prev["watermark"]) <= end
-            and prev.get("config", {}).get("completed_statuses") == ctx.statuses)
-        start = first_date
-        if incremental:
-            start = max(first_date, date.fromisoformat(prev["watermark"]) - timedelta(days=cfg.reread_days - 1))
+        first_date, last, end, prev, incremental, start = plan_window(conn, ctx, cfg, fstore, shash, until, full)
         chunks = month_chunks(start, end)
 
         if progress:
@@ -262,7 +270,7 @@ def build_features(engine: Engine, schema: SourceSchema, out_dir: str, until: da
             if progress:
                 progress("features", len(chunks), len(chunks))
             fut = extract.future_lines(conn, src, ctx.statuses, now)
-            q.add("future_timestamp", fut, local_dates(fut["created_at"], tz0))
+            q.add("future_timestamp", fut, local_dates(fut["created_at"], cfg.default_timezone))
             qdir = fstore.path / "quarantine"
             q_on_disk = write_quarantine(qdir, q.table(), pd.Timestamp(start) if incremental else None)
             q.check(cfg.max_bad_share, str(qdir))

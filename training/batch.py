@@ -134,6 +134,23 @@ def with_uncertainty(
     return out[cols].sort_values(["store_id", "product_id", "date"], ignore_index=True)
 
 
+def frame_through(
+    settings: Settings, features_dir: str | Path | None, data_date: date | None
+) -> tuple[Any, date]:
+    """The feature store's model frame cut at ``data_date`` (default: its last day); DataError when it cannot be."""
+    from training.pipeline import load_frame
+
+    frame = load_frame(features_dir or settings.features.out_dir)
+    last = frame.last_date.date()
+    day = data_date or last
+    if day > last:
+        raise DataError(f"the feature store ends on {last}: build features through {day} first")
+    sub = frame.until(pd.Timestamp(day))
+    if sub.df.empty:
+        raise DataError(f"the feature store has no data up to {day}")
+    return sub, day
+
+
 def run_batch(
     settings: Settings,
     features_dir: str | Path | None = None,
@@ -145,18 +162,9 @@ def run_batch(
     champion and write the cache; returns a summary (model version, data date, rows, path)."""
     import time
 
-    from training.pipeline import load_frame
-
     t0 = time.perf_counter()
     champ = champion or load_champion(settings)
-    frame = load_frame(features_dir or settings.features.out_dir)
-    last = frame.last_date.date()
-    day = data_date or last
-    if day > last:
-        raise DataError(f"the feature store ends on {last}: build features through {day} first")
-    sub = frame.until(pd.Timestamp(day))
-    if sub.df.empty:
-        raise DataError(f"the feature store has no data up to {day}")
+    sub, day = frame_through(settings, features_dir, data_date)
     fc = forecast_from(champ.forecaster, sub, settings.training.horizon)
     if not np.isfinite(fc["mean"]).all():
         raise DataError("the champion produced non-finite forecasts")

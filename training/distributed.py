@@ -274,19 +274,11 @@ def run_batch_dask(settings: Settings, features_dir: str | Path | None = None,
                    champion: Champion | None = None, client: Client | None = None) -> dict[str, Any]:
     """``training.batch.run_batch`` with ``dask_forecast_from``: same cache, same summary (plus ``engine``)."""
     from forecasting.forecast_cache import write_cache
-    from training.batch import load_champion
-    from training.pipeline import load_frame
+    from training.batch import frame_through, load_champion
 
     t0 = time.perf_counter()
     champ = champion or load_champion(settings)
-    frame = load_frame(features_dir or settings.features.out_dir)
-    last = frame.last_date.date()
-    day = data_date or last
-    if day > last:
-        raise DataError(f"the feature store ends on {last}: build features through {day} first")
-    sub = frame.until(pd.Timestamp(day))
-    if sub.df.empty:
-        raise DataError(f"the feature store has no data up to {day}")
+    sub, day = frame_through(settings, features_dir, data_date)
     with dask_client(settings.cluster, client) as cl:
         fc = dask_forecast_from(champ.forecaster, sub, cl, settings.training.horizon,
                                 settings.cluster.series_per_partition)
