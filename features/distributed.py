@@ -16,7 +16,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -29,20 +29,19 @@ from features.job import (
     Context,
     Progress,
     _censor_stats,
-    _code_version,
     _now,
     _shares,
     build_chunk,
+    build_manifest,
     month_chunks,
     plan_window,
     utc_bounds,
 )
-from features.registry import dataset_schema, feature_registry, schema_hash
+from features.registry import dataset_schema, schema_hash
 from features.store import FeatureStore, Staging, month_key
 from features.validate import Quarantine, local_dates, write_quarantine
 from forecasting.cluster import dask_client
 from forecasting.config import ClusterConfig, FeaturesConfig, load_settings
-from forecasting.db import safe_url
 from forecasting.schema import SourceSchema
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -238,25 +237,9 @@ def build_features_dask(engine: Engine, schema: SourceSchema, out_dir: str, unti
             "engine": "dask",
             "partitions": len(chunks) * (len(groups) + 1),
         }
-        manifest = {
-            "format": 1,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "watermark": end.isoformat(),
-            "first_date": first_date.isoformat(),
-            "source": {"url": safe_url(engine.url), "dialect": src.dialect, "tables": sorted(src.present),
-                       "last_completed_order_utc": str(last)},
-            "code_version": _code_version(),
-            "schema_hash": shash,
-            "datasets": {n: {"rows": summary["rows"][n], "partitions": dict(sorted(rows_by_month[n].items())),
-                             "columns": {f.name: str(f.type) for f in dataset_schema(n, horizons)}}
-                         for n in built},
-            "partitioning": "hive month=YYYY-MM (read back as a categorical 'month'); date is datetime64[ns]",
-            "feature_registry": feature_registry(horizons),
-            "censored": censored,
-            "quarantine": {r: n for r, n in q_on_disk.items() if n},
-            "config": cfg.model_dump(),
-            "last_run": {k: summary[k] for k in ("mode", "window", "seconds", "quarantined", "lines_read")},
-        }
+        manifest = build_manifest(engine, src, cfg, end=end, first_date=first_date, last=last, shash=shash,
+                                  horizons=horizons, built=built, summary=summary,
+                                  rows_by_month=rows_by_month, censored=censored, q_on_disk=q_on_disk)
         staging.commit(not incremental, manifest, DATASETS)
     except BaseException:
         staging.discard()

@@ -219,6 +219,31 @@ def plan_window(conn, ctx: Context, cfg: FeaturesConfig, fstore: FeatureStore, s
     return first_date, last, end, prev, incremental, start
 
 
+def build_manifest(engine: Engine, src: extract.Source, cfg: FeaturesConfig, *, end: date, first_date: date, last,
+                   shash: str, horizons: list[int], built: list[str], summary: dict[str, Any],
+                   rows_by_month: dict[str, dict[str, int]], censored: dict, q_on_disk: dict[str, int]) -> dict:
+    """The manifest training logs with every run (same for the local and the Dask build)."""
+    return {
+        "format": 1,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "watermark": end.isoformat(),
+        "first_date": first_date.isoformat(),
+        "source": {"url": safe_url(engine.url), "dialect": src.dialect, "tables": sorted(src.present),
+                   "last_completed_order_utc": str(last)},
+        "code_version": _code_version(),
+        "schema_hash": shash,
+        "datasets": {n: {"rows": summary["rows"][n], "partitions": dict(sorted(rows_by_month[n].items())),
+                         "columns": {f.name: str(f.type) for f in dataset_schema(n, horizons)}}
+                     for n in built},
+        "partitioning": "hive month=YYYY-MM (read back as a categorical 'month'); date is datetime64[ns]",
+        "feature_registry": feature_registry(horizons),
+        "censored": censored,
+        "quarantine": {r: n for r, n in q_on_disk.items() if n},
+        "config": cfg.model_dump(),
+        "last_run": {k: summary[k] for k in ("mode", "window", "seconds", "quarantined", "lines_read")},
+    }
+
+
 def build_features(engine: Engine, schema: SourceSchema, out_dir: str, until: date | None = None,
                    full: bool = False, progress: Progress | None = None,
                    config: FeaturesConfig | None = None) -> dict[str, Any]:
@@ -299,25 +324,9 @@ def build_features(engine: Engine, schema: SourceSchema, out_dir: str, until: da
                 "inventory": inventory.has_inventory(src),
                 "seconds": seconds,
             }
-            manifest = {
-                "format": 1,
-                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "watermark": end.isoformat(),
-                "first_date": first_date.isoformat(),
-                "source": {"url": safe_url(engine.url), "dialect": src.dialect, "tables": sorted(src.present),
-                           "last_completed_order_utc": str(last)},
-                "code_version": _code_version(),
-                "schema_hash": shash,
-                "datasets": {n: {"rows": summary["rows"][n], "partitions": dict(sorted(rows_by_month[n].items())),
-                                 "columns": {f.name: str(f.type) for f in dataset_schema(n, horizons)}}
-                             for n in built},
-                "partitioning": "hive month=YYYY-MM (read back as a categorical 'month'); date is datetime64[ns]",
-                "feature_registry": feature_registry(horizons),
-                "censored": censored,
-                "quarantine": {r: n for r, n in q_on_disk.items() if n},
-                "config": cfg.model_dump(),
-                "last_run": {k: summary[k] for k in ("mode", "window", "seconds", "quarantined", "lines_read")},
-            }
+            manifest = build_manifest(engine, src, cfg, end=end, first_date=first_date, last=last, shash=shash,
+                                      horizons=horizons, built=built, summary=summary,
+                                      rows_by_month=rows_by_month, censored=censored, q_on_disk=q_on_disk)
             staging.commit(not incremental, manifest, DATASETS)
         except BaseException:
             staging.discard()

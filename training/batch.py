@@ -151,6 +151,24 @@ def frame_through(
     return sub, day
 
 
+def save_forecasts(settings: Settings, champ: Champion, fc: pd.DataFrame, day: date,
+                   forecasts_dir: str | Path | None, t0: float) -> dict[str, Any]:
+    """Check the champion's forecasts and write them to the cache (local and Dask paths alike); the run summary."""
+    import time
+
+    if not np.isfinite(fc["mean"]).all():
+        raise DataError("the champion produced non-finite forecasts")
+    root = resolve_path(forecasts_dir or settings.planning.forecasts_dir)
+    meta = {"registry_name": champ.registry_name, "registry_version": champ.version, "run_id": champ.run_id,
+            "kind": champ.forecaster.kind, "trained_through": str(champ.forecaster.last_date_.date()),
+            "horizon": settings.training.horizon, "stores": int(fc["store_id"].nunique()),
+            "series": int(fc.groupby(["store_id", "product_id"]).ngroups)}
+    path = write_cache(root, fc, champ.label, day, meta)
+    return {"model_version": champ.label, "data_date": day.isoformat(), "rows": int(len(fc)), "path": str(path),
+            "first_date": str(fc["date"].min().date()), "last_date": str(fc["date"].max().date()),
+            "seconds": round(time.perf_counter() - t0, 2), **meta}
+
+
 def run_batch(
     settings: Settings,
     features_dir: str | Path | None = None,
@@ -166,14 +184,4 @@ def run_batch(
     champ = champion or load_champion(settings)
     sub, day = frame_through(settings, features_dir, data_date)
     fc = forecast_from(champ.forecaster, sub, settings.training.horizon)
-    if not np.isfinite(fc["mean"]).all():
-        raise DataError("the champion produced non-finite forecasts")
-    root = resolve_path(forecasts_dir or settings.planning.forecasts_dir)
-    meta = {"registry_name": champ.registry_name, "registry_version": champ.version, "run_id": champ.run_id,
-            "kind": champ.forecaster.kind, "trained_through": str(champ.forecaster.last_date_.date()),
-            "horizon": settings.training.horizon, "stores": int(fc["store_id"].nunique()),
-            "series": int(fc.groupby(["store_id", "product_id"]).ngroups)}
-    path = write_cache(root, fc, champ.label, day, meta)
-    return {"model_version": champ.label, "data_date": day.isoformat(), "rows": int(len(fc)), "path": str(path),
-            "first_date": str(fc["date"].min().date()), "last_date": str(fc["date"].max().date()),
-            "seconds": round(time.perf_counter() - t0, 2), **meta}
+    return save_forecasts(settings, champ, fc, day, forecasts_dir, t0)

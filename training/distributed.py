@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from forecasting.cluster import dask_client, worker_count
-from forecasting.config import Settings, resolve_path
+from forecasting.config import Settings
 from forecasting.errors import DataError
 from training.data import ModelFrame, SegmentRule, segment_series
 from training.forecaster import DemandForecaster
@@ -273,8 +273,7 @@ def run_batch_dask(settings: Settings, features_dir: str | Path | None = None,
                    forecasts_dir: str | Path | None = None, data_date: date | None = None,
                    champion: Champion | None = None, client: Client | None = None) -> dict[str, Any]:
     """``training.batch.run_batch`` with ``dask_forecast_from``: same cache, same summary (plus ``engine``)."""
-    from forecasting.forecast_cache import write_cache
-    from training.batch import frame_through, load_champion
+    from training.batch import frame_through, load_champion, save_forecasts
 
     t0 = time.perf_counter()
     champ = champion or load_champion(settings)
@@ -282,14 +281,4 @@ def run_batch_dask(settings: Settings, features_dir: str | Path | None = None,
     with dask_client(settings.cluster, client) as cl:
         fc = dask_forecast_from(champ.forecaster, sub, cl, settings.training.horizon,
                                 settings.cluster.series_per_partition)
-    if not np.isfinite(fc["mean"]).all():
-        raise DataError("the champion produced non-finite forecasts")
-    root = resolve_path(forecasts_dir or settings.planning.forecasts_dir)
-    meta = {"registry_name": champ.registry_name, "registry_version": champ.version, "run_id": champ.run_id,
-            "kind": champ.forecaster.kind, "trained_through": str(champ.forecaster.last_date_.date()),
-            "horizon": settings.training.horizon, "stores": int(fc["store_id"].nunique()),
-            "series": int(fc.groupby(["store_id", "product_id"]).ngroups)}
-    path = write_cache(root, fc, champ.label, day, meta)
-    return {"model_version": champ.label, "data_date": day.isoformat(), "rows": int(len(fc)), "path": str(path),
-            "first_date": str(fc["date"].min().date()), "last_date": str(fc["date"].max().date()),
-            "seconds": round(time.perf_counter() - t0, 2), "engine": "dask", **meta}
+    return {**save_forecasts(settings, champ, fc, day, forecasts_dir, t0), "engine": "dask"}
