@@ -128,7 +128,11 @@ def tune(
 
     cfg, frame, sources = _inputs(db, features, config)
     res = tune_job(cfg, frame, trials=trials, out=out, progress=_say)
-    console.print(f"best WAPE {res['best_value']:.4f} after {res['trials']} trials -> {res['out']}")
+    head = f"best WAPE {res['best_value']:.4f} vs current {res['current_value']:.4f} after {res['trials']} trials"
+    if res["written"]:
+        console.print(f"{head} -> {res['out']}")
+    else:
+        console.print(f"{head}: not better by tune.min_rel_improvement, current parameters kept")
 
 
 def register(app: typer.Typer) -> None:

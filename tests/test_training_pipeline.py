@@ -137,17 +137,37 @@ def test_train_promote_and_champion_round_trip(panel, tmp_path):
 
 
 def test_tune_writes_params_that_train_reads(panel, tmp_path):
-    from training.tune import tune_job
+    from training.tune import SPACE, tune_job, tuning_cutoffs
 
     _, fr = panel
     s = _settings(tmp_path)
+    s.training.tune = s.training.tune.model_copy(update={"min_rel_improvement": 0.0})
+    # tuning windows end on or before the backtest's first origin: tuning never sees what the backtest scores
+    first_bt = Backtester(s.training, {}, with_stats=False).cutoffs(fr, s.training.origins, s.training.step_days, H)[0]
+    cuts = tuning_cutoffs(s, fr)
+    assert len(cuts) == 2 and all(c + pd.Timedelta(days=H) <= first_bt for c in cuts)
     out = tune_job(s, fr, trials=2)
+    # the current parameters run first, so "best" can never be worse than them; with no margin the file is written
+    assert out["written"] and out["best_value"] <= out["current_value"]
     doc = yaml.safe_load((tmp_path / "tuned.yaml").read_text())
-    assert set(doc["lgbm"]) >= {"num_leaves", "learning_rate", "tweedie_variance_power"} and out["trials"] == 2
+    assert set(doc["lgbm"]) == set(SPACE) and out["trials"] == 2
+    assert doc["origins"] == [str(c.date()) for c in cuts]
     s2 = _settings(tmp_path, tuned_params=str(tmp_path / "tuned.yaml"))
     assert pipeline.read_tuned(s2.training) == doc["lgbm"]
     nested = [r for r in mlflow.search_runs(output_format="list") if r.data.tags.get("mlflow.parentRunId")]
     assert len(nested) == 2  # one nested MLflow run per trial
+    first = min(nested, key=lambda r: r.info.start_time)
+    assert int(first.data.params["num_leaves"]) == s.training.lgbm["num_leaves"]  # trial 0 = current parameters
+
+
+def test_tune_keeps_current_params_unless_clearly_better(panel, tmp_path):
+    from training.tune import tune_job
+
+    _, fr = panel
+    s = _settings(tmp_path)
+    s.training.tune = s.training.tune.model_copy(update={"min_rel_improvement": 0.9})
+    out = tune_job(s, fr, trials=2)
+    assert not out["written"] and not (tmp_path / "tuned.yaml").exists()
 
 
 def test_cli_backtest_json_from_feature_store_and_db(panel, tmp_path, sqlite_url, monkeypatch):
