@@ -140,9 +140,11 @@ class PromoteRule(_Section):
 
 class TuneConfig(_Section):
     trials: int = Field(20, ge=1)
-    origins: int = Field(2, ge=1)
+    origins: int = Field(3, ge=1)
     timeout_s: int | None = None
     out: str = "configs/tuned_lgbm.yaml"
+    startup_trials: int = Field(5, ge=0)
+    min_rel_improvement: float = Field(0.01, ge=0.0, lt=1.0)
 
 
 class TrainingConfig(_Section):
