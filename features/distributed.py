@@ -30,16 +30,15 @@ from features.job import (
     Progress,
     _censor_stats,
     _now,
-    _shares,
     build_chunk,
-    build_manifest,
+    finish_build,
     month_chunks,
     plan_window,
     utc_bounds,
 )
 from features.registry import dataset_schema, schema_hash
 from features.store import FeatureStore, Staging, month_key
-from features.validate import Quarantine, local_dates, write_quarantine
+from features.validate import Quarantine, local_dates
 from forecasting.cluster import dask_client
 from forecasting.config import ClusterConfig, FeaturesConfig, load_settings
 from forecasting.schema import SourceSchema
@@ -207,40 +206,10 @@ def build_features_dask(engine: Engine, schema: SourceSchema, out_dir: str, unti
         censor_by_month = dict(sorted(censor_by_month.items()))
         if progress:
             progress("features", len(chunks), len(chunks))
-        q.add("future_timestamp", fut_lines, local_dates(fut_lines["created_at"], cfg.default_timezone))
-        qdir = fstore.path / "quarantine"
-        q_on_disk = write_quarantine(qdir, q.table(), pd.Timestamp(start) if incremental else None)
-        q.check(cfg.max_bad_share, str(qdir))
-
-        if incremental:  # months before this run's window keep their earlier figures
-            for name in DATASETS:
-                old = prev.get("datasets", {}).get(name, {}).get("partitions", {})
-                rows_by_month[name] = {**old, **rows_by_month[name]}
-            censor_by_month = {**prev.get("censored", {}).get("by_month", {}), **censor_by_month}
-        built = [n for n in DATASETS if rows_by_month[n]]
-        censored = {**_shares(censor_by_month), "by_month": dict(sorted(censor_by_month.items()))}
-        summary = {
-            "out_dir": str(fstore.path),
-            "mode": "incremental" if incremental else "full",
-            "window": {"start": start.isoformat(), "end": end.isoformat()},
-            "watermark": end.isoformat(),
-            "rows": {n: int(sum(rows_by_month[n].values())) for n in built},
-            "rows_written": {n: int(sum(rows_by_month[n][m] for m in rows_by_month[n]
-                                        if m >= month_key(start))) for n in built},
-            "censored_share": {"rows": round(censored["rows"], 6), "units": round(censored["units"], 6)},
-            "quarantined": {**{r: n for r, n in q.counts().items() if n}, "total": q.bad_lines},
-            "bad_share": round(q.bad_share(), 6),
-            "lines_read": q.good_lines + q.bad_lines,
-            "materials": "bom" if ctx.bom_real else "product (no BOM in source)",
-            "inventory": inventory.has_inventory(src),
-            "seconds": round(time.perf_counter() - t0, 3),
-            "engine": "dask",
-            "partitions": len(chunks) * (len(groups) + 1),
-        }
-        manifest = build_manifest(engine, src, cfg, end=end, first_date=first_date, last=last, shash=shash,
-                                  horizons=horizons, built=built, summary=summary,
-                                  rows_by_month=rows_by_month, censored=censored, q_on_disk=q_on_disk)
-        staging.commit(not incremental, manifest, DATASETS)
+        summary = finish_build(engine, src, cfg, ctx, fstore, staging, q, fut_lines, window=(first_date, last, end,
+                               prev, incremental, start), shash=shash, horizons=horizons,
+                               rows_by_month=rows_by_month, censor_by_month=censor_by_month, t0=t0,
+                               extra={"engine": "dask", "partitions": len(chunks) * (len(groups) + 1)})
     except BaseException:
         staging.discard()
         raise

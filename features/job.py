@@ -244,6 +244,52 @@ def build_manifest(engine: Engine, src: extract.Source, cfg: FeaturesConfig, *, 
     }
 
 
+def finish_build(engine: Engine, src: extract.Source, cfg: FeaturesConfig, ctx: Context, fstore: FeatureStore,
+                 staging: Staging, q: Quarantine, future_lines: pd.DataFrame, *, window: tuple, shash: str,
+                 horizons: list[int], rows_by_month: dict[str, dict[str, int]],
+                 censor_by_month: dict[str, dict[str, int]], t0: float,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """After the partitions are staged: quarantine, the run summary, the manifest and the atomic commit.
+
+    Why one function: the local and the Dask build must write the same summary and manifest (the tests compare the
+    stores they leave), so the bookkeeping lives once. ``window`` is what ``plan_window`` returned.
+    """
+    first_date, last, end, prev, incremental, start = window
+    q.add("future_timestamp", future_lines, local_dates(future_lines["created_at"], cfg.default_timezone))
+    qdir = fstore.path / "quarantine"
+    q_on_disk = write_quarantine(qdir, q.table(), pd.Timestamp(start) if incremental else None)
+    q.check(cfg.max_bad_share, str(qdir))
+    if incremental:  # months before this run's window keep their earlier figures
+        for name in DATASETS:
+            old = prev.get("datasets", {}).get(name, {}).get("partitions", {})
+            rows_by_month[name] = {**old, **rows_by_month[name]}
+        censor_by_month = {**prev.get("censored", {}).get("by_month", {}), **censor_by_month}
+    built = [n for n in DATASETS if rows_by_month[n]]
+    censored = {**_shares(censor_by_month), "by_month": dict(sorted(censor_by_month.items()))}
+    summary = {
+        "out_dir": str(fstore.path),
+        "mode": "incremental" if incremental else "full",
+        "window": {"start": start.isoformat(), "end": end.isoformat()},
+        "watermark": end.isoformat(),
+        "rows": {n: int(sum(rows_by_month[n].values())) for n in built},
+        "rows_written": {n: int(sum(rows_by_month[n][m] for m in rows_by_month[n]
+                                    if m >= month_key(start))) for n in built},
+        "censored_share": {"rows": round(censored["rows"], 6), "units": round(censored["units"], 6)},
+        "quarantined": {**{r: n for r, n in q.counts().items() if n}, "total": q.bad_lines},
+        "bad_share": round(q.bad_share(), 6),
+        "lines_read": q.good_lines + q.bad_lines,
+        "materials": "bom" if ctx.bom_real else "product (no BOM in source)",
+        "inventory": inventory.has_inventory(src),
+        "seconds": round(time.perf_counter() - t0, 3),
+        **(extra or {}),
+    }
+    manifest = build_manifest(engine, src, cfg, end=end, first_date=first_date, last=last, shash=shash,
+                              horizons=horizons, built=built, summary=summary,
+                              rows_by_month=rows_by_month, censored=censored, q_on_disk=q_on_disk)
+    staging.commit(not incremental, manifest, DATASETS)
+    return summary
+
+
 def build_features(engine: Engine, schema: SourceSchema, out_dir: str, until: date | None = None,
                    full: bool = False, progress: Progress | None = None,
                    config: FeaturesConfig | None = None) -> dict[str, Any]:
@@ -295,39 +341,9 @@ def build_features(engine: Engine, schema: SourceSchema, out_dir: str, until: da
             if progress:
                 progress("features", len(chunks), len(chunks))
             fut = extract.future_lines(conn, src, ctx.statuses, now)
-            q.add("future_timestamp", fut, local_dates(fut["created_at"], cfg.default_timezone))
-            qdir = fstore.path / "quarantine"
-            q_on_disk = write_quarantine(qdir, q.table(), pd.Timestamp(start) if incremental else None)
-            q.check(cfg.max_bad_share, str(qdir))
-
-            if incremental:  # months before this run's window keep their earlier figures
-                for name in DATASETS:
-                    old = prev.get("datasets", {}).get(name, {}).get("partitions", {})
-                    rows_by_month[name] = {**old, **rows_by_month[name]}
-                censor_by_month = {**prev.get("censored", {}).get("by_month", {}), **censor_by_month}
-            built = [n for n in DATASETS if rows_by_month[n]]
-            seconds = round(time.perf_counter() - t0, 3)
-            censored = {**_shares(censor_by_month), "by_month": dict(sorted(censor_by_month.items()))}
-            summary = {
-                "out_dir": str(fstore.path),
-                "mode": "incremental" if incremental else "full",
-                "window": {"start": start.isoformat(), "end": end.isoformat()},
-                "watermark": end.isoformat(),
-                "rows": {n: int(sum(rows_by_month[n].values())) for n in built},
-                "rows_written": {n: int(sum(rows_by_month[n][m] for m in rows_by_month[n]
-                                            if m >= month_key(start))) for n in built},
-                "censored_share": {"rows": round(censored["rows"], 6), "units": round(censored["units"], 6)},
-                "quarantined": {**{r: n for r, n in q.counts().items() if n}, "total": q.bad_lines},
-                "bad_share": round(q.bad_share(), 6),
-                "lines_read": q.good_lines + q.bad_lines,
-                "materials": "bom" if ctx.bom_real else "product (no BOM in source)",
-                "inventory": inventory.has_inventory(src),
-                "seconds": seconds,
-            }
-            manifest = build_manifest(engine, src, cfg, end=end, first_date=first_date, last=last, shash=shash,
-                                      horizons=horizons, built=built, summary=summary,
-                                      rows_by_month=rows_by_month, censored=censored, q_on_disk=q_on_disk)
-            staging.commit(not incremental, manifest, DATASETS)
+            summary = finish_build(engine, src, cfg, ctx, fstore, staging, q, fut, window=(first_date, last, end,
+                                   prev, incremental, start), shash=shash, horizons=horizons,
+                                   rows_by_month=rows_by_month, censor_by_month=censor_by_month, t0=t0)
         except BaseException:
             staging.discard()
             raise
