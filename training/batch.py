@@ -10,6 +10,7 @@ every night on one more day of sales. Its fitted LightGBM is applied to the newe
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -89,10 +90,21 @@ def lgbm_forecast_from(model: LGBMModel, frame: ModelFrame, h: int, ids: list[st
     return out[["unique_id", "ds", model.name]]
 
 
-def forecast_from(forecaster: DemandForecaster, frame: ModelFrame, h: int | None = None) -> pd.DataFrame:
+LgbmPart = Callable[[Any, ModelFrame, int, list[str]], pd.DataFrame]
+StatsPart = Callable[[ModelFrame, int, list[str], bool], pd.DataFrame]
+
+
+def _lgbm_local(model: Any, frame: ModelFrame, h: int, ids: list[str]) -> pd.DataFrame:
+    return lgbm_forecast_from(model, frame, h, ids)
+
+
+def forecast_from(forecaster: DemandForecaster, frame: ModelFrame, h: int | None = None, *,
+                  lgbm_part: LgbmPart | None = None, stats_part: StatsPart | None = None) -> pd.DataFrame:
     """The champion's forecast for the ``h`` days after ``frame``'s last day, in the policy's input contract.
 
     Rows ``store_id, product_id, date, horizon, segment, mean, dispersion, shared_dispersion, q0.5..``.
+    ``lgbm_part`` / ``stats_part`` compute the two model components (default: in this process); the Dask batch
+    passes its distributed versions, so the blend and the uncertainty are assembled in one place.
     """
     cfg = forecaster.cfg
     h = h or cfg.horizon
@@ -100,10 +112,12 @@ def forecast_from(forecaster: DemandForecaster, frame: ModelFrame, h: int | None
     if not ids:
         raise DataError(f"no series has data on {frame.last_date.date()}")
     weights = getattr(forecaster, "weights", None) or kind_weights(forecaster.kind)
-    lg = lgbm_forecast_from(forecaster.lgbm_, frame, h, ids) if forecaster.lgbm_ is not None else None
-    st = None
-    if forecaster.stats_ is not None:
-        st = StatsModels(7, cfg.ets_model, forecaster.stats_.use_ets).fit(frame).predict(h, ids)
+    lgbm_part = lgbm_part or _lgbm_local
+    if stats_part is None:
+        def stats_part(fr: ModelFrame, hh: int, sids: list[str], use_ets: bool) -> pd.DataFrame:
+            return StatsModels(7, cfg.ets_model, use_ets).fit(fr).predict(hh, sids)
+    lg = lgbm_part(forecaster.lgbm_, frame, h, ids) if forecaster.lgbm_ is not None else None
+    st = stats_part(frame, h, ids, forecaster.stats_.use_ets) if forecaster.stats_ is not None else None
     parts = components(weights, lg, st, same_weekday_mean(frame, ids, h))
     rule = SegmentRule(new_days=cfg.new_days, slow_mean=cfg.slow_mean,
                        intermittent_zero_share=cfg.intermittent_zero_share)

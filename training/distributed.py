@@ -31,8 +31,7 @@ import pandas as pd
 
 from forecasting.cluster import dask_client, worker_count
 from forecasting.config import Settings
-from forecasting.errors import DataError
-from training.data import ModelFrame, SegmentRule, segment_series
+from training.data import ModelFrame
 from training.forecaster import DemandForecaster
 from training.models import STAT_NAMES, LGBMModel, same_weekday_mean
 
@@ -237,36 +236,17 @@ def dask_lgbm_forecast_from(model: LGBMModel, frame: ModelFrame, h: int, ids: li
 
 def dask_forecast_from(forecaster: DemandForecaster, frame: ModelFrame, client: Client, h: int | None = None,
                        series_per_partition: int | None = None) -> pd.DataFrame:
-    """``training.batch.forecast_from`` with the LightGBM scoring and the statistical part on Dask.
+    """``training.batch.forecast_from`` with the LightGBM scoring and the statistical part on Dask."""
+    from training.batch import forecast_from
 
-    The blend below mirrors ``forecast_from`` line for line; a hook there (the two component functions as
-    parameters) would let this call it instead.
-    """
-    from training.batch import active_ids, with_uncertainty
-    from training.blend import apply_weights
-    from training.forecaster import components, kind_weights
+    def lgbm_part(model: Any, fr: ModelFrame, hh: int, ids: list[str]) -> pd.DataFrame:
+        return dask_lgbm_forecast_from(model, fr, hh, ids, client, series_per_partition)
 
-    cfg = forecaster.cfg
-    h = h or cfg.horizon
-    ids = active_ids(frame)
-    if not ids:
-        raise DataError(f"no series has data on {frame.last_date.date()}")
-    weights = getattr(forecaster, "weights", None) or kind_weights(forecaster.kind)
-    lg = None
-    if forecaster.lgbm_ is not None:
-        lg = dask_lgbm_forecast_from(forecaster.lgbm_, frame, h, ids, client, series_per_partition)
-    st = None
-    if forecaster.stats_ is not None:
-        st = DaskStatsModels(client, 7, cfg.ets_model, forecaster.stats_.use_ets, series_per_partition)
-        st = st.fit(frame).predict(h, ids)
-    parts = components(weights, lg, st, same_weekday_mean(frame, ids, h))
-    rule = SegmentRule(new_days=cfg.new_days, slow_mean=cfg.slow_mean,
-                       intermittent_zero_share=cfg.intermittent_zero_share)
-    parts["segment"] = parts["unique_id"].map(segment_series(frame.df, rule=rule)).fillna("fast")
-    mean = parts[["unique_id", "ds", "segment"]].assign(mean=apply_weights(parts, weights))
-    keys = frame.df.drop_duplicates("unique_id").set_index("unique_id")[["store_id", "product_id"]]
-    out = mean.merge(keys, left_on="unique_id", right_index=True)
-    return with_uncertainty(out, forecaster.uncertainty, frame.last_date, cfg.quantiles)
+    def stats_part(fr: ModelFrame, hh: int, ids: list[str], use_ets: bool) -> pd.DataFrame:
+        st = DaskStatsModels(client, 7, forecaster.cfg.ets_model, use_ets, series_per_partition)
+        return st.fit(fr).predict(hh, ids)
+
+    return forecast_from(forecaster, frame, h, lgbm_part=lgbm_part, stats_part=stats_part)
 
 
 def run_batch_dask(settings: Settings, features_dir: str | Path | None = None,
