@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -134,6 +135,11 @@ def test_train_promote_and_champion_round_trip(panel, tmp_path):
     assert tags["promote.decision"] == "rejected" and "WAPE" in tags["promote.reason"]
     arts = {a.path for a in client.list_artifacts(first["run_id"], "plots")}
     assert {"plots/forecast_vs_actual.png", "plots/error_by_horizon.png", "plots/calibration.png"} <= arts
+    # the model's environment is pinned explicitly (no inference): the versions that trained it
+    import lightgbm
+
+    reqs = mlflow.pyfunc.get_model_dependencies(f"models:/{s.training.registry_name}@champion")
+    assert f"lightgbm=={lightgbm.__version__}" in Path(reqs).read_text().split()
 
 
 def test_tune_writes_params_that_train_reads(panel, tmp_path):
