@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from forecasting.errors import ConfigError
 
@@ -114,6 +114,9 @@ class ReplenishmentConfig(_Section):
     rounding_guard: bool = True
     # Perishables: leftovers of a window still sell until they expire (``policy.carryover_newsvendor``).
     perishable_carryover: bool = True
+    # perishables: the class service level is a floor under the newsvendor level (a stockout of one material blocks
+    # every product of its recipes, which a per-material critical ratio does not price)
+    perishable_service_floor: bool = True
     default_class: str = "ambient"
     classes: dict[str, ClassPolicy] = Field(default_factory=_default_classes)
     # Class of every material of a supplier (e.g. the bakery's -> food) when t_material has no class column.
@@ -147,6 +150,15 @@ class TuneConfig(_Section):
     min_rel_improvement: float = Field(0.01, ge=0.0, lt=1.0)
 
 
+class WindowCalibrationConfig(_Section):
+    """Level factor and shared variance of window demand per segment (``forecasting.uncertainty``)."""
+
+    window_days: int = Field(7, ge=1, le=28)  # window totals over horizons 1..window_days
+    prior_units: float = Field(500.0, ge=0)  # shrinkage towards a factor of 1, in pseudo-units of forecast
+    min_factor: float = Field(0.7, gt=0)
+    max_factor: float = Field(1.5, gt=0)
+
+
 class TrainingConfig(_Section):
     """Models, backtest and tracking defaults (see training/)."""
 
@@ -157,6 +169,10 @@ class TrainingConfig(_Section):
     num_threads: int = Field(1, ge=1)  # LightGBM threads: 2 on 2 shared cores measured 11x slower than 1
     strategy: str = Field("auto", pattern="^(auto|recursive|direct|both)$")  # auto: direct when horizon <= 7
     lags: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 14, 21, 28])
+    # LightGBM: the same calendar day k months back, as a ratio to that month's mean (training.models); off by default
+    month_lags: list[Annotated[int, Field(ge=1, le=12)]] = Field(default_factory=list)
+    month_lag_levels: list[Literal["series", "store", "product"]] = Field(
+        default_factory=lambda: ["series", "store", "product"], min_length=1)
     lgbm: dict[str, Any] = Field(default_factory=dict)
     tuned_params: str | None = "configs/tuned_lgbm.yaml"
     run_ets: bool = True
@@ -168,10 +184,23 @@ class TrainingConfig(_Section):
     new_days: int = Field(56, ge=1)
     slow_mean: float = Field(5.0, ge=0)
     intermittent_zero_share: float = Field(0.3, ge=0, le=1)
+    # censored days (a needed material out): unconstrained to sales / share of the day's demand before the stockout
+    # when that share is >= censored_min_share, trained with censored_weight; otherwise imputed with weight 0
+    censored_min_share: float = Field(0.3, ge=0, le=1)
+    censored_weight: float = Field(1.0, ge=0, le=1)
+    calibration: WindowCalibrationConfig = Field(default_factory=WindowCalibrationConfig)
     experiment: str = "replenishment"
     registry_name: str = "replenishment-forecaster"
     promote: PromoteRule = Field(default_factory=PromoteRule)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+
+    @model_validator(mode="after")
+    def _month_lags_known(self) -> TrainingConfig:
+        """Month-lag features read sales up to 28 days before the day (training.models): a longer horizon would
+        need sales not yet seen."""
+        if self.month_lags and self.horizon > 28:
+            raise ValueError(f"month_lags need horizon <= 28 (got {self.horizon})")
+        return self
 
 
 class ServingConfig(_Section):
@@ -212,6 +241,7 @@ class SimulationConfig(_Section):
     n_samples: int = Field(500, ge=50, le=20000)  # sample paths per proposal in the replay (speed)
     refit_days: int = Field(14, ge=1, le=56)  # `ours`: LightGBM refit cadence; re-forecast daily in between
     calib_days: int = Field(14, ge=7, le=56)  # out-of-sample days before the period that fit the dispersion
+    calibrate_level: bool = True  # `ours`: window calibration (level factor, shared variance) from those days
     workers: int = Field(2, ge=1, le=16)  # policies replayed in parallel processes
     incumbent: IncumbentRuleConfig = Field(default_factory=IncumbentRuleConfig)
 

@@ -95,6 +95,14 @@ def find_exceptions(
     inv["snapshot_date"] = pd.to_datetime(inv["snapshot_date"]).dt.date
     count_days = inv.groupby(["store_id", "material_id"])["snapshot_date"].nunique()
     new_share = _new_segment_share(forecasts, bom)
+    # stores without a single count (a sales-only source, e.g. a POS import): the engine takes on hand as 0, so a
+    # stockout, a missing count and "few days of counts" on every line would be noise; one notice per store instead
+    uncounted = _uncounted_stores(lines, inv)
+    for store in sorted(uncounted):
+        out.append(PlanException(store, 0, "implausible_count", f"No inventory counts for this store in the last "
+                                 f"{repl.counts.lookback_days} days (the source has none, e.g. a sales-only import): "
+                                 "on hand is taken as 0, so every line orders its whole window need. Count the "
+                                 "stock (t_inventory_snapshot) or send the counts with the API request."))
 
     for ln in lines.itertuples(index=False):
         key = (int(ln.store_id), int(ln.material_id))
@@ -104,8 +112,9 @@ def find_exceptions(
         def add(kind: str, msg: str, key=key) -> None:
             out.append(PlanException(key[0], key[1], kind, msg))
 
+        blind = key[0] in uncounted
         # 1. stock runs out before this order can arrive (mean path, arrivals on their expected day)
-        g = daily_idx.get(key)
+        g = None if blind else daily_idx.get(key)
         if g is not None:
             until = ln.delivery_date
             g = g[(g["date"] >= order_date) & (g["date"] < until)]
@@ -123,7 +132,7 @@ def find_exceptions(
                     break
                 stock -= m
         # 2. the count the engine could not trust
-        if ln.count_flag != "ok":
+        if ln.count_flag != "ok" and not blind:
             counted = "no count" if ln.on_hand_counted is None or pd.isna(ln.on_hand_counted) else \
                 f"counted {fmt(ln.on_hand_counted)} {unit} on {pd.Timestamp(ln.count_date):%m-%d}"
             add("implausible_count", f"{name}: {COUNT_WORDS.get(ln.count_flag, ln.count_flag)} ({counted}); the plan "
@@ -141,7 +150,7 @@ def find_exceptions(
         # 5. new item: few days of counts, or demand mostly from new products / a new store
         n_days = int(count_days.get(key, 0))
         share = float(new_share.get(key, 0.0))
-        if ln.demand_mean > 0 and (n_days < cfg.new_item_days or share >= 0.5):
+        if ln.demand_mean > 0 and ((n_days < cfg.new_item_days and not blind) or share >= 0.5):
             why = f"{n_days} days of counts" if n_days < cfg.new_item_days else \
                 f"{share:.0%} of its demand comes from new products or a new store"
             add("new_item", f"{name}: {why}; the forecast has little history to learn from. Watch the first "
@@ -149,6 +158,13 @@ def find_exceptions(
     out = _collapse_new_items(out, lines)
     out.sort(key=lambda e: (SEVERITY[e.kind], e.store_id, e.material_id))
     return out
+
+
+def _uncounted_stores(lines: pd.DataFrame, inventory: pd.DataFrame) -> set[int]:
+    """Stores whose every line has a missing count and which have no count row at all in the window read."""
+    counted = set(inventory["store_id"].astype(int)) if len(inventory) else set()
+    missing = lines.groupby("store_id")["count_flag"].agg(lambda f: bool((f == "missing").all()))
+    return {int(s) for s, all_missing in missing.items() if all_missing and int(s) not in counted}
 
 
 def _collapse_new_items(out: list[PlanException], lines: pd.DataFrame, limit: int = 5) -> list[PlanException]:

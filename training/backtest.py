@@ -180,7 +180,8 @@ class Backtester:
         if not ids:
             raise DataError(f"no series has data on {cutoff.date()}")
         t0 = time.perf_counter()
-        lg = LGBMModel(self.params, self.cfg.lags, self.cfg.strategy, h, self.cfg.num_threads, self.cfg.seed)
+        lg = LGBMModel(self.params, self.cfg.lags, self.cfg.strategy, h, self.cfg.num_threads, self.cfg.seed,
+                       self.cfg.month_lags, self.cfg.month_lag_levels)
         lg.fit(train)
         out = lg.predict(h, future_frame(train, ids, h, frame.df), ids)
         self.lgbm_[cutoff] = lg

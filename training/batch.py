@@ -80,7 +80,8 @@ def active_ids(frame: ModelFrame) -> list[str]:
 def lgbm_forecast_from(model: LGBMModel, frame: ModelFrame, h: int, ids: list[str] | None = None) -> pd.DataFrame:
     """``unique_id, ds, lightgbm``: the fitted trees applied to the newest data of ``frame`` (h days after it)."""
     ids = ids if ids is not None else active_ids(frame)
-    d = frame.df[frame.df["unique_id"].isin(ids) & (frame.df["ds"] > frame.last_date - pd.Timedelta(days=NEW_DF_DAYS))]
+    days = max(NEW_DF_DAYS, getattr(model, "history_days", 0))  # month lags need months of history
+    d = frame.df[frame.df["unique_id"].isin(ids) & (frame.df["ds"] > frame.last_date - pd.Timedelta(days=days))]
     new_df = pd.DataFrame({"unique_id": d["unique_id"].to_numpy(), "ds": d["ds"].to_numpy(),
                            "y": d["y_filled"].to_numpy()})
     for c in [*model.static_, *model.exog_]:

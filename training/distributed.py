@@ -221,7 +221,8 @@ def dask_lgbm_forecast_from(model: LGBMModel, frame: ModelFrame, h: int, ids: li
     """
     from training.batch import NEW_DF_DAYS
 
-    d = frame.df[frame.df["unique_id"].isin(ids) & (frame.df["ds"] > frame.last_date - pd.Timedelta(days=NEW_DF_DAYS))]
+    days = max(NEW_DF_DAYS, getattr(model, "history_days", 0))  # as training.batch.lgbm_forecast_from
+    d = frame.df[frame.df["unique_id"].isin(ids) & (frame.df["ds"] > frame.last_date - pd.Timedelta(days=days))]
     n = _partitions(client, len(ids), series_per_partition)
     [model_fut] = client.scatter([model], broadcast=True)
     futures = []

@@ -83,7 +83,8 @@ class DemandForecaster:
         self.stats_ = None
         use_lgbm, use_stats, use_ets = needs(self.weights)
         if use_lgbm:
-            self.lgbm_ = LGBMModel(self.params, c.lags, c.strategy, c.horizon, c.num_threads, c.seed).fit(frame)
+            self.lgbm_ = LGBMModel(self.params, c.lags, c.strategy, c.horizon, c.num_threads, c.seed, c.month_lags,
+                                   c.month_lag_levels).fit(frame)
         if use_stats:
             self.stats_ = StatsModels(7, c.ets_model, use_ets).fit(frame)
         rule = SegmentRule(

@@ -3,6 +3,7 @@
 * ``LGBMModel``: one global LightGBM (tweedie) through mlforecast: lags, rolling and seasonal-rolling means,
   day-of-week, static store/product ids (categorical) and known-in-advance exogenous features only; recursive,
   direct (one model per horizon, ``strategy='direct'``) or their mean (``'both'``). Censored days have weight 0.
+  Optional month lags (``month_lag_features``): the same calendar day 1..k months back.
 * ``StatsModels``: statsforecast SeasonalNaive(7), AutoETS(7) and CrostonOptimized, on series long enough for them;
   shorter series fall back to the incumbent rule so every model forecasts every series.
 * ``SameWeekdayMean``: the incumbent's rule (mean of the same weekday over the last 4 weeks) at product level.
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecasting.errors import ConfigError
 from training.data import ModelFrame
 
 DEFAULT_LGBM: dict[str, Any] = {
@@ -98,6 +100,62 @@ def resolve_strategy(strategy: str, horizon: int) -> str:
     return strategy
 
 
+MONTH_LAG_INFO_DAYS = 28  # month-lag features of day t read sales up to t - 28 days only: known for horizons <= 28
+MONTH_LAG_LEVELS = ("series", "store", "product")
+
+
+def month_lag_features(
+    hist: pd.DataFrame, rows: pd.DataFrame, lags: list[int], levels: tuple[str, ...] | list[str] = MONTH_LAG_LEVELS
+) -> pd.DataFrame:
+    """Same calendar day ``k`` months earlier, as a ratio to that month's mean, for each row's ``ds``.
+
+    Why: some sales logs repeat a day-of-month profile (paydays, month-end dips; on the Maven log the ratio of a
+    day to its month correlates 0.65 with the same day a month before, 0.87 for the store total), which a weekly
+    lag set never sees. A ratio (not the raw count) keeps the feature level-free, so a growing series is not out
+    of the trees' range. ``levels``: the series itself, its store's total and its product's total over stores (far
+    less noisy). Leak-free by construction: the value for day ``t`` uses sales up to ``t - MONTH_LAG_INFO_DAYS``
+    only (the month mean is taken over the days of that month up to then; fewer than 7 days -> NaN).
+
+    ``hist``: ``unique_id, ds, y, store_id, product_id``; ``rows``: ``unique_id, ds`` (+ ids). Returns one column
+    per level and lag (``ml{k}_{level}``) plus their mean over lags (``ml_{level}``), aligned with ``rows``.
+    """
+    keys = {"series": "unique_id", "store": "store_id", "product": "product_id"}
+    ids = hist[["unique_id", "store_id", "product_id"]].drop_duplicates("unique_id").set_index("unique_id")
+    out = pd.DataFrame(index=rows.index)
+    t = pd.to_datetime(rows["ds"])
+    cap = t - pd.Timedelta(days=MONTH_LAG_INFO_DAYS)
+    for level in levels:
+        key = keys[level]
+        a = hist.groupby([key, "ds"], as_index=False, sort=True)["y"].sum() if key != "unique_id" else (
+            hist[["unique_id", "ds", "y"]].sort_values(["unique_id", "ds"]))
+        mon = a["ds"].dt.to_period("M")
+        g = a.groupby([a[key], mon], sort=False)["y"]
+        a = a.assign(csum=g.cumsum(), cnt=g.cumcount() + 1)
+        idx = pd.MultiIndex.from_frame(a[[key, "ds"]])
+        y_at = pd.Series(a["y"].to_numpy(), index=idx)
+        cs = pd.Series(a["csum"].to_numpy(), index=idx)
+        cn = pd.Series(a["cnt"].to_numpy(), index=idx)
+        k_ids = rows["unique_id"].map(ids[key]) if key != "unique_id" else rows["unique_id"]
+        cols = []
+        for k in lags:
+            day = t - pd.DateOffset(months=k)
+            last = (day + pd.offsets.MonthEnd(0)).where(day + pd.offsets.MonthEnd(0) <= cap, cap)
+            ok = last >= day.dt.to_period("M").dt.start_time
+            at = pd.MultiIndex.from_arrays([k_ids.to_numpy(), day.to_numpy()])
+            upto = pd.MultiIndex.from_arrays([k_ids.to_numpy(), last.to_numpy()])
+            n = cn.reindex(upto).to_numpy()
+            mean = cs.reindex(upto).to_numpy() / n
+            val = y_at.reindex(at).to_numpy() / np.where(mean > 0, mean, np.nan)
+            val[~ok.to_numpy() | ~(n >= 7)] = np.nan
+            name = f"ml{k}_{level}"
+            out[name] = val
+            cols.append(name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out[f"ml_{level}"] = np.nanmean(out[cols].to_numpy(), axis=1) if cols else np.nan
+    return out
+
+
 MISSING = 1e9  # direct strategy: what a missing exogenous value becomes (e.g. days_since_launch of an old product)
 
 
@@ -124,9 +182,16 @@ class LGBMModel:
         horizon: int = 14,
         num_threads: int = 1,
         seed: int = 42,
+        month_lags: list[int] | None = None,
+        month_lag_levels: tuple[str, ...] | list[str] = MONTH_LAG_LEVELS,
     ) -> None:
         if strategy not in ("auto", "recursive", "direct", "both"):
             raise ValueError("strategy must be auto, recursive, direct or both")
+        if month_lags and horizon > MONTH_LAG_INFO_DAYS:
+            raise ConfigError(f"training.month_lags are known only {MONTH_LAG_INFO_DAYS} days ahead: horizon "
+                              f"{horizon} is longer")
+        self.month_lags = [int(k) for k in (month_lags or [])]
+        self.month_lag_levels = tuple(month_lag_levels)
         self.params = {**DEFAULT_LGBM, **(params or {})}
         self.lags = list(lags or [1, 2, 3, 4, 5, 6, 7, 14, 21, 28])
         self.strategy = resolve_strategy(strategy, horizon)
@@ -156,6 +221,12 @@ class LGBMModel:
         )
 
     @property
+    def history_days(self) -> int:
+        """Days of history the fitted trees need to be applied (``new_df``): month lags reach back k months to the
+        start of that month; 0 without month lags (the lag features need far less than any caller hands over)."""
+        return 31 * (max(self.month_lags) + 1) + 28 if getattr(self, "month_lags", None) else 0
+
+    @property
     def feature_span(self) -> int:
         """Days of history the longest lag feature looks back (RollingMean(28) at lag 7)."""
         return max([*self.lags, 35])
@@ -182,6 +253,15 @@ class LGBMModel:
         )
         for c in [*self.static_, *self.exog_]:
             train[c] = d[c].to_numpy()
+        self.derived_: list[str] = []
+        self.hist_: pd.DataFrame | None = None
+        if self.month_lags:
+            hist = self._history(train)
+            feats = month_lag_features(hist, train, self.month_lags, self.month_lag_levels)
+            self.derived_ = list(feats.columns)
+            train = pd.concat([train, feats.fillna(MISSING)], axis=1)
+            keep = hist["ds"] > hist["ds"].max() - pd.Timedelta(days=self.history_days)
+            self.hist_ = hist[keep].reset_index(drop=True)
         cats = [c for c in ("store_id", "product_id") if c in self.static_]
         self.mlfs_: dict[str, Any] = {}
         kinds = self._kinds_for((d["ds"].max() - d["ds"].min()).days + 1)
@@ -203,17 +283,41 @@ class LGBMModel:
         self.mlf_ = self.mlfs_[kinds[0]]
         return self
 
+    @staticmethod
+    def _history(df: pd.DataFrame) -> pd.DataFrame:
+        """``unique_id, ds, y, store_id, product_id`` (ids from the columns, else parsed from ``unique_id``)."""
+        h = df[["unique_id", "ds", "y"]].copy()
+        for i, c in enumerate(("store_id", "product_id")):
+            h[c] = df[c].to_numpy() if c in df else df["unique_id"].astype(str).str.split("_").str[i]
+        return h
+
+    def _with_derived(self, x_df: pd.DataFrame, hist: pd.DataFrame | None) -> pd.DataFrame:
+        """``x_df`` plus the month-lag columns computed from ``hist`` (the newest history the trees are applied to)."""
+        derived = getattr(self, "derived_", [])
+        if not derived:
+            return x_df
+        if hist is None:
+            raise ValueError("month-lag features need the series history")
+        x_df = x_df.reset_index(drop=True)
+        feats = month_lag_features(hist, x_df, self.month_lags, self.month_lag_levels)[derived].fillna(MISSING)
+        return pd.concat([x_df.drop(columns=[c for c in derived if c in x_df]), feats], axis=1)
+
+    @property
+    def _dynamic(self) -> list[str]:
+        return [*self.exog_, *getattr(self, "derived_", [])]
+
     def _direct(self, df: pd.DataFrame) -> pd.DataFrame:
         """Calendar columns added and missing exogenous values filled (see the class docstring)."""
         out = df.assign(**calendar_columns(df["ds"]))
-        if self.exog_:
-            out[self.exog_] = out[self.exog_].fillna(MISSING)
+        dyn = [c for c in self._dynamic if c in out]
+        if dyn:
+            out[dyn] = out[dyn].fillna(MISSING)
         return out
 
     def _x(self, kind: str, x_df: pd.DataFrame | None) -> pd.DataFrame | None:
         if kind != "direct":
-            return None if x_df is None or not self.exog_ else x_df[["unique_id", "ds", *self.exog_]]
-        return self._direct(x_df[["unique_id", "ds", *self.exog_]])
+            return None if x_df is None or not self._dynamic else x_df[["unique_id", "ds", *self._dynamic]]
+        return self._direct(x_df[["unique_id", "ds", *self._dynamic]])
 
     def predict(
         self,
@@ -227,11 +331,20 @@ class LGBMModel:
         ``future`` holds ``unique_id, ds`` (+ the exogenous columns) for the forecast days; needed when the model
         has exogenous features or a direct part.
         """
-        if future is None and (self.exog_ or "direct" in self.mlfs_):
+        if future is None and (self._dynamic or "direct" in self.mlfs_):
             raise ValueError("future rows (unique_id, ds and exogenous values) are required")
         x_df = future
         if x_df is not None and ids is not None:
             x_df = x_df[x_df["unique_id"].isin(ids)]
+        if getattr(self, "derived_", []) and x_df is not None:
+            if new_df is not None:
+                new_df = new_df.reset_index(drop=True)
+                hist = self._history(new_df)
+                feats = month_lag_features(hist, new_df, self.month_lags, self.month_lag_levels)[self.derived_]
+                new_df = pd.concat([new_df, feats.fillna(MISSING)], axis=1)
+            else:
+                hist = self.hist_
+            x_df = self._with_derived(x_df, hist)
         outs = []
         for kind, mlf in self.mlfs_.items():
             kw: dict[str, Any] = {"h": h, "X_df": self._x(kind, x_df)}
