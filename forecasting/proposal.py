@@ -14,6 +14,7 @@ need for perishables), raised to the MOQ, capped by storage room.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from datetime import date, time, timedelta
 from typing import Literal
@@ -40,6 +41,7 @@ from forecasting.policy import (
     assess_count,
     carryover_newsvendor,
     decide_quantity,
+    expiring_stock,
     fmt,
     inventory_position,
     outstanding_orders,
@@ -270,6 +272,11 @@ def precompute_window_demand(
         for mi in carry:
             q_level[:, mi], eff_level[:, mi] = carryover_newsvendor(
                 prot[:, mi, :], life_tot[:, mi, :], pols[mi].underage_cost, pols[mi].overage_cost)
+    floors = np.array([p.min_level if p.basis == "newsvendor" else 0.0 for p in pols])
+    if (floors > 0).any():  # perishables: the class service level is a floor under the newsvendor level
+        up = floors[None, :] > eff_level + 1e-12
+        q_level = np.where(up, np.maximum(q_level, sample_quantile(prot, floors[None, :])), q_level)
+        eff_level = np.where(up, floors[None, :], eff_level)
     n = prot.shape[-1]
     upper = None
     if keep_quantiles:
@@ -323,7 +330,7 @@ class _LineStatic:
     head_reasons: list[Reason]  # unknown class, forecast short, shelf-life notes (after count and on-order notes)
     tail_reasons: list[Reason]  # not an order day / cutoff passed (after the quantity's reasons)
     window_txt: str  # "{window}-day window (...) needs median ..., q.. ..; safety stock .."
-    fields: dict  # the line's fields that do not depend on the holdings
+    fields: dict  # every line field in model order; those that depend on the holdings are None
 
 
 def _line_static(wd: WindowDemand, si: int, mi: int, config: ReplenishmentConfig,
@@ -369,18 +376,23 @@ def _line_static(wd: WindowDemand, si: int, mi: int, config: ReplenishmentConfig
     lvl = pol.level if custom else float(wd.eff_level[si, mi])
     if abs(lvl - pol.level) > 1e-9:
         basis = "carry-over until expiry, newsvendor CR"
+        if pol.basis == "newsvendor" and pol.min_level > 0 and abs(lvl - pol.min_level) < 1e-9:
+            basis = f"class service-level floor {fmt(pol.min_level)} over the newsvendor CR"
     cost = r.get("unit_cost")
     pack = float(r["pack_size"])
     unit = str(r["unit"]) if pd.notna(r.get("unit")) else None
-    fields = dict(
-        store_id=int(wd.store_ids[si]), material_id=int(wd.material_ids[mi]),
-        material_name=str(r["material_name"]) if pd.notna(r.get("material_name")) else None,
+    name = str(r["material_name"]) if pd.notna(r.get("material_name")) else None
+    # Every ProposalLine field in model order, typed as the model holds them; the holdings-dependent ones (None
+    # here) are filled per line by ``line_fields`` on a copy, which keeps this order.
+    fields = dict.fromkeys(ProposalLine.model_fields)
+    fields.update(
+        store_id=int(wd.store_ids[si]), material_id=int(wd.material_ids[mi]), material_name=name,
         supplier_id=int(r["supplier_id"]), unit=unit, order_date=wd.order_date,
-        effective_order_date=win.effective_order_date, is_order_day=win.is_order_day,
+        effective_order_date=win.effective_order_date, is_order_day=bool(win.is_order_day),
         next_order_day=win.next_order_day, delivery_date=win.delivery_date,
-        next_delivery_date=win.next_delivery_date, pack_size=pack, window_days=win.window_days,
-        lead_days=win.lead_days, review_days=win.review_days, policy_class=pol.policy_class,
-        quantile_basis=pol.basis, quantile_level=lvl, demand_mean=float(wd.prot_mean[si, mi]),
+        next_delivery_date=win.next_delivery_date, pack_size=pack, window_days=int(win.window_days),
+        lead_days=int(win.lead_days), review_days=int(win.review_days), policy_class=str(pol.policy_class),
+        quantile_basis=pol.basis, quantile_level=float(lvl), demand_mean=float(wd.prot_mean[si, mi]),
         demand_median=med, demand_quantile=S, safety_stock=S - med, order_up_to=S,
     )
     st = _LineStatic(
@@ -395,7 +407,7 @@ def _line_static(wd: WindowDemand, si: int, mi: int, config: ReplenishmentConfig
         pack=pack,
         pack_txt=fmt(pack),
         unit=unit,
-        name=fields["material_name"],
+        name=name,
         cost=float(cost) if cost is not None and pd.notna(cost) else None,
         supplier_id=int(r["supplier_id"]),
         demand_mean=float(wd.prot_mean[si, mi]),
@@ -412,7 +424,26 @@ def _line_static(wd: WindowDemand, si: int, mi: int, config: ReplenishmentConfig
     return st
 
 
-def line_for(
+_FMT: dict[float, str] = {}
+_FMT_ZERO = {1.0: fmt(0.0), -1.0: fmt(-0.0)}  # 0.0 == -0.0 as keys, but they format differently
+
+
+def _fmt(x: float) -> str:
+    """``policy.fmt`` memoised by value (bounded): the explanation formats ~6 numbers a line, the same ones often.
+
+    Exact: equal numbers format alike except the two zeros (kept apart); NaN never hits (NaN != NaN).
+    """
+    if x == 0:
+        return _FMT_ZERO[math.copysign(1.0, x)]
+    s = _FMT.get(x)
+    if s is None:
+        if len(_FMT) >= 65536:
+            _FMT.clear()
+        s = _FMT[x] = fmt(x)
+    return s
+
+
+def line_fields(
     wd: WindowDemand,
     si: int,
     mi: int,
@@ -423,12 +454,11 @@ def line_for(
     data_date: date,
     *,
     service_level: float | None = None,
-) -> ProposalLine:
-    """The per-request half: one explained line from precomputed window demand and what the store holds.
+) -> dict:
+    """``line_for``'s line as a plain dict in ``ProposalLine`` field order, with the types the model would hold.
 
-    ``service_level`` (>= 0.5) replaces the configured level of service-level materials; newsvendor lines keep
-    their critical ratio (it is a cost trade-off, not a service target). Everything that does not depend on the
-    holdings (quantiles, texts) is memoised on ``wd``, so a repeated line costs little more than the arithmetic.
+    Why: the API serialises these dicts directly (``pydantic_core.to_json`` gives the bytes of
+    ``ProposalLine.model_dump_json``) and so skips validating ~45 fields of lines it has just built itself.
     """
     st = _line_static(wd, si, mi, config, service_level)
     win, pol, S, pack = wd.wins[mi], st.pol, st.S, st.pack
@@ -436,6 +466,9 @@ def line_for(
     if count.flag != "ok":
         reasons.append((f"count_{count.flag}", count.note))
     reasons += [("on_order", n) for n in pos.notes]
+    if pos.expiring > 0:
+        reasons.append(("expiring", f"{fmt(pos.expiring)} of the on hand expires before the delivery: counted only "
+                                    f"up to the median sales until then"))
     reasons += st.head_reasons
     ip = pos.inventory_position
 
@@ -465,37 +498,58 @@ def line_for(
     reasons += st.tail_reasons
     qty = packs * pack
     unit = st.unit
-    codes = list(dict.fromkeys(c for c, _ in reasons))
+    codes = list(dict.fromkeys([c for c, _ in reasons]))
     plural = "" if packs == 1 else "s"
-    head = f"Order {packs} pack{plural} ({fmt(qty)} {unit or 'units'})" if packs else "No order"
+    head = f"Order {packs} pack{plural} ({_fmt(qty)} {unit or 'units'})" if packs else "No order"
     explanation = (
-        f"{head}: {st.window_txt}; position {fmt(ip)} = on hand {fmt(pos.on_hand)} + on order "
-        f"{fmt(pos.on_order)} - committed {fmt(pos.committed)}; need {fmt(decision.need_units)} "
-        f"= {fmt(decision.need_units / pack)} packs of {st.pack_txt}"
-        + "".join(f"; {t}" for _, t in reasons)
+        f"{head}: {st.window_txt}; position {_fmt(ip)} = on hand {_fmt(pos.on_hand)} + on order "
+        f"{_fmt(pos.on_order)} - committed {_fmt(pos.committed)}; need {_fmt(decision.need_units)} "
+        f"= {_fmt(decision.need_units / pack)} packs of {st.pack_txt}"
+        + "".join([f"; {t}" for _, t in reasons])
         + "."
     )
-    return ProposalLine(
-        **st.fields,
-        qty_units=qty,
-        qty_packs=packs,
-        order_value=qty * st.cost if st.cost is not None else None,
-        inventory_position=ip,
-        on_hand_counted=count.counted,
-        count_date=count.count_date,
-        on_hand_used=pos.on_hand,
-        on_order=pos.on_order,
-        committed=pos.committed,
-        count_flag=count.flag,
-        need_units=decision.need_units,
-        shelf_life_cap_units=shelf_cap,
-        reason_codes=codes,
-        explanation=explanation,
-        # Exceptions a planner must look at; on a non-order day only the count matters.
-        needs_review=count.flag != "ok" or (win.is_order_day and bool(REVIEW_CODES.intersection(codes))),
-        model_version=model_version,
-        data_date=data_date,
-    )
+    line = st.fields.copy()
+    line["qty_units"] = float(qty)
+    line["qty_packs"] = int(packs)
+    line["order_value"] = float(qty * st.cost) if st.cost is not None else None
+    line["inventory_position"] = float(ip)
+    line["on_hand_counted"] = None if count.counted is None else float(count.counted)
+    line["count_date"] = count.count_date
+    line["on_hand_used"] = float(pos.on_hand)
+    line["on_order"] = float(pos.on_order)
+    line["committed"] = float(pos.committed)
+    line["count_flag"] = count.flag
+    line["need_units"] = float(decision.need_units)
+    line["shelf_life_cap_units"] = None if shelf_cap is None else float(shelf_cap)
+    line["reason_codes"] = codes
+    line["explanation"] = explanation
+    # Exceptions a planner must look at; on a non-order day only the count matters.
+    line["needs_review"] = bool(count.flag != "ok" or (win.is_order_day and REVIEW_CODES.intersection(codes)))
+    line["model_version"] = model_version
+    line["data_date"] = data_date
+    return line
+
+
+def line_for(
+    wd: WindowDemand,
+    si: int,
+    mi: int,
+    count: CountAssessment,
+    pos: Position,
+    config: ReplenishmentConfig,
+    model_version: str,
+    data_date: date,
+    *,
+    service_level: float | None = None,
+) -> ProposalLine:
+    """The per-request half: one explained line from precomputed window demand and what the store holds.
+
+    ``service_level`` (>= 0.5) replaces the configured level of service-level materials; newsvendor lines keep
+    their critical ratio (it is a cost trade-off, not a service target). Everything that does not depend on the
+    holdings (quantiles, texts) is memoised on ``wd``, so a repeated line costs little more than the arithmetic.
+    """
+    return ProposalLine(**line_fields(wd, si, mi, count, pos, config, model_version, data_date,
+                                      service_level=service_level))
 
 
 def propose(
@@ -589,6 +643,12 @@ def positions(
                 win.delivery_date,
                 win.window_end,
             )
+            if wd.shelf[mi] > 0 and receipts is not None:  # expiring stock covers only the days before it expires
+                gone = expiring_stock(count.on_hand, receipts.get((store, mid)), position_date, wd.shelf[mi],
+                                      win.delivery_date)
+                if gone > 0:
+                    usable = min(gone, float(wd.pre_median[si, mi]))
+                    pos = replace(pos, on_hand=pos.on_hand - gone + usable, expiring=gone)
             held[(si, mi)] = (count, pos)
     return held
 

@@ -3,8 +3,11 @@
 Why a state object swapped whole: a model switch builds the next state off the request path (load, validate,
 precompute) and replaces the reference in one assignment, so a request always sees one consistent model, and a
 failed load leaves the previous one serving. Requests only look up precomputed window-demand quantiles and apply
-the policy (``forecasting.proposal.line_for``): no sampling, no model call, no database read when the request
-carries its own inventory. Nothing here imports BentoML; ``serving.service`` adapts HTTP to these methods.
+the policy (``forecasting.proposal.line_fields``): no sampling, no model call, and no database read: the request
+carries its own inventory or the store's latest counts are in memory (``serving.counts``, refreshed in the
+background). ``replenish_json`` serialises the lines' plain dicts straight to the bytes ``replenish`` would give
+through the pydantic models (the API's fast path); answers from the source's counts are kept as bytes until the
+counts or the model change. Nothing here imports BentoML; ``serving.service`` adapts HTTP to these methods.
 """
 
 from __future__ import annotations
@@ -18,13 +21,15 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pydantic_core
 
 from forecasting.config import Settings
 from forecasting.errors import DataError, SourceUnavailable
 from forecasting.material_demand import validate_forecasts
 from forecasting.policy import CountAssessment, Position
-from forecasting.proposal import WindowDemand, line_for, positions, precompute_window_demand
+from forecasting.proposal import ProposalLine, WindowDemand, line_fields, positions, precompute_window_demand
 from forecasting.uncertainty import nb_quantile
+from serving.counts import CountsCache, Held
 from serving.schemas import (
     BatchRequest,
     BatchResponse,
@@ -41,7 +46,9 @@ from serving.schemas import (
 from serving.source import MasterData, SourceReader
 
 log = logging.getLogger("bentoml.replenishment.engine")
-Held = list[tuple[int, CountAssessment, Position]]  # (material index, count, position) per line, in line order
+_MISSING = CountAssessment(None, None, 0.0, "missing", "not in the request's inventory: on hand taken as 0", 0.0)
+_NOTHING = Position(0.0, 0.0, 0.0, 0.0, 0.0, [])  # shared by every missing line (read, never changed)
+ANSWERS_MAX_BYTES = 64 * 2**20  # serialised answers from the counts in memory kept (~120 kB each for 100 lines)
 
 
 class ServingError(Exception):
@@ -227,8 +234,15 @@ class Engine:
     state: ServingState | None = None
     last_error: str | None = None
     last_poll_at: str | None = None
-    _held: dict[tuple[str, int, date], tuple[float, Held]] = field(default_factory=dict)
+    counts: CountsCache | None = None  # every store's latest counts (None: built from source and settings)
+    _answers: dict[tuple, bytes] = field(default_factory=dict)  # serialised answers from the counts in memory
+    _answers_of: tuple = ()  # the (model load, counts read) they were computed from
+    _answers_bytes: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.counts is None:
+            self.counts = CountsCache(self.source, self.settings)
 
     def ready(self) -> bool:
         return self.state is not None
@@ -236,7 +250,7 @@ class Engine:
     def swap(self, state: ServingState) -> None:
         with self._lock:
             self.state = state
-            self._held.clear()
+            self._answers, self._answers_bytes = {}, 0
             self.last_error = None
         # The state holds many long-lived objects; moving them out of the collector's reach keeps full (gen 2)
         # collections, triggered by the per-request allocations, from pausing requests for tens of milliseconds.
@@ -268,69 +282,119 @@ class Engine:
             raise NotFound(f"store_id {store_id} has no forecasts in model {st.model_version}")
         return wd, si
 
+    def _plan(self, wd: WindowDemand, si: int) -> tuple[list[tuple[int, int, bool]], frozenset[int]]:
+        """Per store and order date: the (material index, id, has demand) that may get a line, and all used ids."""
+        key = ("plan", si)
+        hit = wd.memo.get(key)
+        if hit is None:
+            emit = self.settings.replenishment.emit_non_order_days
+            demand = (wd.prot_mean[si] > 0).tolist()
+            plan = [(mi, mid, demand[mi]) for mi, mid in enumerate(wd.material_ids.tolist())
+                    if wd.wins[mi].is_order_day or emit]
+            hit = wd.memo[key] = (plan, frozenset(wd.material_ids.tolist()))
+        return hit
+
     def _request_held(self, st: ServingState, wd: WindowDemand, si: int,
                       items: list[InventoryItem]) -> tuple[Held, list[str]]:
         """Positions from the request's counts: on hand as counted, on order assumed to arrive by the delivery."""
         given = {i.material_id: i for i in items}
-        unknown = set(given) - st.material_ids
+        unknown = given.keys() - st.material_ids
         if unknown:
             raise NotFound(f"unknown material_id {_ids(unknown)} in inventory")
+        plan, used = self._plan(wd, si)
         warnings = []
-        unused = set(given) - set(wd.material_ids.tolist())
+        unused = given.keys() - used
         if unused:
             warnings.append(f"material_id {_ids(unused)} is not used by any forecast product: no line")
         position_date = wd.order_date - timedelta(days=1)
-        emit = self.settings.replenishment.emit_non_order_days
         held: Held = []
-        for mi, mid in enumerate(wd.material_ids.tolist()):
+        for mi, mid, has_demand in plan:
             item = given.get(mid)
-            if item is None and wd.prot_mean[si, mi] <= 0:
-                continue
-            if not wd.wins[mi].is_order_day and not emit:
-                continue
             if item is None:
-                note = "not in the request's inventory: on hand taken as 0"
-                count = CountAssessment(None, None, 0.0, "missing", note, 0.0)
-                held.append((mi, count, Position(0.0, 0.0, 0.0, 0.0, 0.0, [])))
-            else:
-                count = CountAssessment(item.on_hand, position_date, item.on_hand, "ok", "", 0.0)
-                held.append((mi, count, Position(item.on_hand, item.on_order, 0.0, item.on_order, 0.0, [])))
+                if has_demand:
+                    held.append((mi, _MISSING, _NOTHING))
+                continue
+            on_hand, on_order = float(item.on_hand), float(item.on_order)
+            count = CountAssessment(on_hand, position_date, on_hand, "ok", "", 0.0)
+            held.append((mi, count, Position(on_hand, on_order, 0.0, on_order, 0.0, [])))
         return held, warnings
 
-    def _source_held(self, st: ServingState, wd: WindowDemand, si: int, store_id: int) -> Held:
-        """Positions from the source's latest counts and orders (cached ``inventory_ttl_s`` per store and date)."""
-        key = (st.model_version, store_id, wd.order_date)
-        ttl = self.settings.serving.inventory_ttl_s
-        hit = self._held.get(key)
-        if hit is not None and time.monotonic() - hit[0] < ttl:
-            return hit[1]
-        try:
-            counts, orders = self.source.store_inventory(store_id, wd.order_date - timedelta(days=1),
-                                                         self.settings.replenishment.counts.lookback_days)
-        except SourceUnavailable as exc:
-            raise Unavailable(f"{exc}: the latest counts are unavailable; send `inventory` in the request to get "
-                              "order quantities from the cached forecasts") from None
-        got = positions(wd.for_store(si), counts, self.settings.replenishment, orders=orders)
-        held = [(mi, c, p) for (_, mi), (c, p) in got.items()]
-        if ttl > 0:
-            self._held[key] = (time.monotonic(), held)
-        return held
+    def _source_held(self, st: ServingState, wd: WindowDemand, si: int, store_id: int) -> tuple[Held, tuple | None]:
+        """Positions from the source's latest counts and orders, and a key for the serialised answer (or None).
 
-    # ---------------------------------------------------------------------------------------------------------
-    def replenish(self, req: ReplenishmentRequest) -> ReplenishmentResponse:
+        With ``serving.inventory_ttl_s`` > 0 they come from the counts in memory (``serving.counts``); 0 reads the
+        source on every request (always current, but two queries and a pandas pass per request).
+        """
+        unavailable = ("the latest counts are unavailable; send `inventory` in the request to get order quantities "
+                       "from the cached forecasts")
+        if self.settings.serving.inventory_ttl_s <= 0:
+            try:
+                counts, orders = self.source.store_inventory(store_id, wd.order_date - timedelta(days=1),
+                                                             self.settings.replenishment.counts.lookback_days)
+            except SourceUnavailable as exc:
+                raise Unavailable(f"{exc}: {unavailable}") from None
+            got = positions(wd.for_store(si), counts, self.settings.replenishment, orders=orders)
+            return [(mi, c, p) for (_, mi), (c, p) in got.items()], None
+        try:
+            held, snap = self.counts.held(st, wd, si, store_id)
+        except SourceUnavailable as exc:
+            raise Unavailable(f"{exc}: {unavailable}") from None
+        return held, (st.cache_key, snap.version)
+
+    def _prepare(self, req: ReplenishmentRequest) -> tuple[ServingState, WindowDemand, int, Held, list[str],
+                                                            tuple | None]:
         st = self._state()
         wd, si = self._window(st, req.store_id, req.order_date)
         if req.inventory is not None:
             held, warnings = self._request_held(st, wd, si, req.inventory)
-        else:
-            held, warnings = self._source_held(st, wd, si, req.store_id), []
+            return st, wd, si, held, warnings, None
+        held, version = self._source_held(st, wd, si, req.store_id)
+        key = None if version is None else (*version, req.store_id, req.order_date, req.service_level)
+        return st, wd, si, held, [], key
+
+    def _lines(self, st: ServingState, wd: WindowDemand, si: int, held: Held, level: float | None) -> list[dict]:
         cfg = self.settings.replenishment
-        lines = [line_for(wd, si, mi, c, p, cfg, st.model_version, st.data_date, service_level=req.service_level)
-                 for mi, c, p in held]
+        return [line_fields(wd, si, mi, c, p, cfg, st.model_version, st.data_date, service_level=level)
+                for mi, c, p in held]
+
+    # ---------------------------------------------------------------------------------------------------------
+    def replenish(self, req: ReplenishmentRequest) -> ReplenishmentResponse:
+        """The answer as the response model (the batch endpoint and tests); same content as ``replenish_json``."""
+        st, wd, si, held, warnings, _ = self._prepare(req)
+        lines = [ProposalLine(**d) for d in self._lines(st, wd, si, held, req.service_level)]
         return ReplenishmentResponse(
             store_id=req.store_id, order_date=req.order_date, model_version=st.model_version, data_date=st.data_date,
             inventory_source="request" if req.inventory is not None else "source", lines=lines, warnings=warnings,
         )
+
+    def cached_answer(self, req: ReplenishmentRequest) -> bytes | None:
+        """The serialised answer to a request without inventory when it is already known (no work, no read)."""
+        st, snap = self.state, self.counts.snapshot
+        if req.inventory is not None or st is None or snap is None or self.settings.serving.inventory_ttl_s <= 0:
+            return None
+        return self._answers.get((st.cache_key, snap.version, req.store_id, req.order_date, req.service_level))
+
+    def replenish_json(self, req: ReplenishmentRequest) -> bytes:
+        """The answer as JSON bytes, equal to ``replenish(req).model_dump_json()`` without building the models.
+
+        Why: validating and dumping ~100 lines of ~45 fields through pydantic was most of a request's CPU; the
+        lines are built here with the model's types and field order, so ``pydantic_core.to_json`` gives the same
+        bytes (tests compare the two).
+        """
+        st, wd, si, held, warnings, key = self._prepare(req)
+        if key is not None and (hit := self._answers.get(key)) is not None:
+            return hit
+        body = pydantic_core.to_json({
+            "store_id": req.store_id, "order_date": req.order_date, "model_version": st.model_version,
+            "data_date": st.data_date, "inventory_source": "request" if req.inventory is not None else "source",
+            "lines": self._lines(st, wd, si, held, req.service_level), "warnings": warnings,
+        })
+        if key is not None:  # kept until the model or the counts change (bounded; races only cost a recompute)
+            if key[:2] != self._answers_of or self._answers_bytes + len(body) > ANSWERS_MAX_BYTES:
+                self._answers, self._answers_of, self._answers_bytes = {}, key[:2], 0
+            self._answers[key] = body
+            self._answers_bytes += len(body)
+        return body
 
     def replenish_batch(self, req: BatchRequest) -> BatchResponse:
         st = self._state()
@@ -392,8 +456,10 @@ class Engine:
 
     def status(self) -> StatusResponse:
         st = self.state
+        snap = self.counts.snapshot
         base = dict(ready=st is not None, last_poll_at=self.last_poll_at, last_error=self.last_error,
-                    source_ok=self.source.ok)
+                    source_ok=self.source.ok, counts_read_at=snap.read_at if snap else None,
+                    counts_error=self.counts.error)
         if st is None:
             return StatusResponse(**base)
         days = sorted(st.windows)

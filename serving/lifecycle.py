@@ -4,7 +4,9 @@ Why a poll: the registry has no push; every ``serving.poll_interval_s`` a backgr
 which version holds the ``champion`` alias (or, in a self-contained Bento, which ``replenishment-forecaster``
 model the BentoML store holds) and which data date its newest forecast cache has. A new (version, data date) is
 loaded and validated completely before it replaces the state; on any failure the previous model keeps serving and
-``/status`` says why. The same loop retries a first load the source database was down for.
+``/status`` says why. The same loop retries a first load the source database was down for. A second thread
+(``serving.counts.CountsWatcher``) keeps every store's latest counts current; a load reads them for the new order
+dates before the swap, so a new model never starts without them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from forecasting.config import Settings, resolve_path
 from forecasting.errors import DataError, ReplenishError, SourceUnavailable
 from forecasting.forecast_cache import cache_dir, read_cache
+from serving.counts import CountsWatcher
 from serving.engine import Engine, ModelRef, build_state, hourly_profiles
 from serving.source import SourceReader
 
@@ -112,6 +115,7 @@ class ModelWatcher:
     engine: Engine
     settings: Settings
     _failed: dict[tuple, str] = field(default_factory=dict)
+    counts: CountsWatcher | None = None  # started with the poll when the counts are kept in memory
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -174,7 +178,10 @@ class ModelWatcher:
         hourly = hourly_profiles(str(resolve_path(self.settings.features.out_dir)),
                                  self.settings.serving.hourly_lookback_days)
         state = build_state(ref, cached.frame, day, master, self.settings, hourly)
-        return state.__class__(**{**state.__dict__, "cache_key": key})
+        state = state.__class__(**{**state.__dict__, "cache_key": key})
+        if self.settings.serving.inventory_ttl_s > 0:  # the counts for the new order dates, before it serves
+            self.engine.counts.refresh(state, also=self.engine.state)
+        return state
 
     def _note(self, msg: str) -> None:
         if msg != self.engine.last_error:
@@ -189,8 +196,14 @@ class ModelWatcher:
 
         self._thread = threading.Thread(target=loop, name="model-watcher", daemon=True)
         self._thread.start()
+        ttl = self.settings.serving.inventory_ttl_s
+        if ttl > 0:
+            self.counts = CountsWatcher(self.engine.counts, lambda: self.engine.state, ttl)
+            self.counts.start()
 
     def stop(self) -> None:
+        if self.counts is not None:
+            self.counts.stop()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)

@@ -131,6 +131,8 @@ class StatusResponse(BaseModel):
     last_poll_at: str | None = None
     last_error: str | None = None
     source_ok: bool | None = None
+    counts_read_at: str | None = None  # when every store's latest counts were last read (None: not in memory)
+    counts_error: str | None = None  # why they are not in memory (requests without inventory get 503)
     hourly_available: bool = False
 
 

@@ -1,7 +1,10 @@
 """The BentoML service: adapts HTTP requests to ``serving.engine`` (all logic lives there).
 
 ``bentoml serve serving.service:Replenishment`` or ``replenish serve``. Errors the engine raises become JSON 4xx/503
-with a message; every response carries the model version (body and ``X-Model-Version``).
+with a message; every response carries the model version (body and ``X-Model-Version``). ``/replenishment`` returns
+the engine's serialised bytes as a starlette Response: BentoML 1.4 passes a returned Response through
+(``_bentoml_impl.server.app``, ``api_endpoint``) instead of dumping the declared model twice (``model_dump`` to
+probe the type, then ``model_dump_json``), and the OpenAPI schema still comes from the annotations.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import os
 
 import anyio.to_thread
 import bentoml
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from forecasting.config import load_settings
 from serving import lifecycle
@@ -55,10 +58,16 @@ class Replenishment:
             body = {"error": str(exc), "model_version": self.engine.model_version()}
             return JSONResponse(body, status_code=exc.status)
 
+    def _replenish(self, req: ReplenishmentRequest) -> Response:
+        return Response(self.engine.replenish_json(req), media_type="application/json")
+
     @bentoml.api(route="/replenishment")
     async def replenishment(self, req: ReplenishmentRequest, /) -> ReplenishmentResponse:
         """Order quantity per material for one store and order date (inventory from the request or the source)."""
-        return await self._run(self.engine.replenish, req, offload=req.inventory is None)
+        if (known := self.engine.cached_answer(req)) is not None:
+            return Response(known, media_type="application/json")
+        # Without inventory the first request for a store and date computes its positions (tens of ms): off the loop.
+        return await self._run(self._replenish, req, offload=req.inventory is None)
 
     @bentoml.api(route="/replenishment/batch")
     async def replenishment_batch(self, req: BatchRequest, /) -> BatchResponse:

@@ -1,4 +1,8 @@
-"""What the API reads from the source database: master data at load, a store's recent counts and orders per request.
+"""What the API reads from the source database: master data at load, every store's recent counts and orders.
+
+The counts and orders are read for all stores at once and kept in memory (``serving.counts``); a cheap watermark
+query tells when they changed. ``store_inventory`` (one store) is what ``serving.inventory_ttl_s = 0`` reads per
+request, and what tests compare against.
 
 Why its own reader: a request must fail fast and cleanly when the source is down (a 503 that says so, with no
 credentials), and recover by itself when it returns; so every read goes through one place that maps driver errors
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pandas as pd
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from forecasting.db import make_engine, safe_url
@@ -108,6 +112,45 @@ class SourceReader:
             "replenishment orders",
         )
         return counts, orders
+
+    def inventory_since(self, lo: date, hi: date) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Every store's counts dated ``lo``..``hi`` and its orders open or received on/after ``lo`` (two queries)."""
+        s = self.schema
+        inv, od = s["inventory_snapshots"], s["replenishment_orders"]
+        counts = self._read(
+            select(inv.c.store_id, inv.c.material_id, inv.c.snapshot_date, inv.c.on_hand_qty, inv.c.waste_qty)
+            .where(inv.c.snapshot_date >= lo, inv.c.snapshot_date <= hi),
+            "inventory counts",
+        )
+        orders = self._read(
+            select(od.c.order_no, od.c.store_id, od.c.material_id, od.c.ordered_on, od.c.qty, od.c.expected_delivery,
+                   od.c.received_on, od.c.received_qty, od.c.status)
+            .where(or_(od.c.received_on.is_(None), od.c.received_on >= lo)),
+            "replenishment orders",
+        )
+        return counts, orders
+
+    def inventory_watermark(self, lo: date) -> tuple:
+        """A cheap fingerprint of what ``inventory_since(lo, ...)`` would read: row counts, newest dates, sums.
+
+        Why aggregates rather than a change column: the source contract has no ``updated_at``. New rows, new dates,
+        corrected quantities, receipts and most status changes move one of these; the caller still re-reads in
+        full now and then for an edit that keeps them all equal.
+        """
+        s = self.schema
+        inv, od = s["inventory_snapshots"], s["replenishment_orders"]
+        a = self._read(
+            select(func.count(), func.max(inv.c.snapshot_date), func.sum(inv.c.on_hand_qty),
+                   func.sum(inv.c.waste_qty)).where(inv.c.snapshot_date >= lo),
+            "inventory watermark",
+        )
+        b = self._read(
+            select(func.count(), func.max(od.c.order_no), func.max(od.c.ordered_on), func.sum(od.c.qty),
+                   func.count(od.c.received_on), func.sum(od.c.received_qty), func.sum(func.length(od.c.status)))
+            .where(or_(od.c.received_on.is_(None), od.c.received_on >= lo)),
+            "inventory watermark",
+        )
+        return tuple(str(v) for v in (*a.iloc[0].tolist(), *b.iloc[0].tolist()))
 
     def close(self) -> None:
         with self._lock:

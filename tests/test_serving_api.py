@@ -49,6 +49,7 @@ def test_status_names_the_model_and_what_it_can_answer(status):
     first, last = (date.fromisoformat(d) for d in status["order_dates"])
     assert first == date.fromisoformat(status["data_date"]) + timedelta(days=1) and last > first
     assert status["hourly_available"] and status["source_ok"] in (True, None)
+    assert status["counts_read_at"] and status["counts_error"] is None  # latest counts in memory from the start
 
 
 def test_replenishment_from_the_request_inventory(server, status):
