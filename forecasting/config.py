@@ -210,7 +210,7 @@ class ServingConfig(_Section):
     model_source: str = Field("auto", pattern="^(auto|mlflow|bentoml)$")  # auto: MLflow registry, else BentoML store
     bentoml_model: str = "replenishment-forecaster"  # BentoML store name used by `replenish serve import-model`
     poll_interval_s: float = Field(30.0, ge=0.2)  # registry poll for a moved champion alias (and a retry when down)
-    inventory_ttl_s: float = Field(30.0, ge=0.0)  # latest counts read from the source are reused this long
+    inventory_ttl_s: float = Field(30.0, ge=0.0)  # counts in memory, checked this often (0: per request)
     source_timeout_s: int = Field(3, ge=1, le=60)  # connect timeout of the source at request time
     hourly_lookback_days: int = Field(56, ge=7, le=365)  # hourly shares per store x product x weekday from this
     max_body_bytes: int = Field(262144, ge=1024)  # larger request bodies get a 413
