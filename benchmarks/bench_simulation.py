@@ -88,6 +88,9 @@ def main() -> int:
     print(f"{'policy':<15}" + "".join(f"{c[1]:>12}" for c in cols))
     for name, m in res["policies"].items():
         print(f"{name:<15}" + "".join(f"{c[2].format(m[c[0]]):>12}" for c in cols))
+    check = res["policies"].get("ours", {}).get("calibration_check")
+    if check:
+        print(f"\nours' window calibration, held-out coverage and level: {check}")
     if all(k in res["policies"] for k in ("ours", "incumbent", "oracle")):
         print("\ntargets:")
         for label, ok, detail in targets(res["policies"]):

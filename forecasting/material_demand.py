@@ -15,6 +15,12 @@ Input contract (a pandas DataFrame, one row per store x product x day, horizons 
   as fitted in ``forecasting.uncertainty``; daily noise then has ``a = (alpha - b) / (1 + b)``), or
 * ``samples`` (a sequence of N draws per row; draw j of all rows of a store is one joint path, so correlation
   the model built in is kept).
+
+Optional with ``dispersion``: ``store_dispersion`` (c >= 0 per row, one value per store; 0 = not shared): the
+variance of a level error shared over the days drawn by the products of a store with c > 0 (a post-holiday
+recovery or a slow week moves all of a store's drinks together, and a material used by 60 drinks sees it whole
+while independent product errors average out). It is taken out of each product's own shared level variance
+(``max(b - c, 0)``, daily noise kept), so a product's marginal stays about as fitted.
 """
 
 from __future__ import annotations
@@ -76,8 +82,9 @@ def validate_forecasts(forecasts: pd.DataFrame) -> pd.DataFrame:
         df["dispersion"] = df["dispersion"].astype(float)
         if df["dispersion"].isna().any() or (df["dispersion"] < 0).any():
             raise DataError("forecasts: 'dispersion' must be >= 0 on every row")
-        if "shared_dispersion" in df.columns:
-            df["shared_dispersion"] = df["shared_dispersion"].fillna(0.0).astype(float).clip(lower=0.0)
+        for c in ("shared_dispersion", "store_dispersion"):
+            if c in df.columns:
+                df[c] = df[c].fillna(0.0).astype(float).clip(lower=0.0)
     if df.duplicated(list(FORECAST_KEYS)).any():
         raise DataError("forecasts: duplicate store_id x product_id x date rows")
     return df.sort_values(list(FORECAST_KEYS), kind="mergesort").reset_index(drop=True)
@@ -88,10 +95,14 @@ def _pair_rng(seed: int, store_id: int, product_id: int) -> np.random.Generator:
 
 
 def _draw_pair(
-    rng: np.random.Generator, mean: np.ndarray, alpha: np.ndarray, shared: float, n: int
+    rng: np.random.Generator, mean: np.ndarray, alpha: np.ndarray, shared: float, n: int,
+    common: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Paths (T, n) for one store x product: Poisson(mean * level * daily) with gamma level and daily noise."""
+    """Paths (T, n) for one store x product: Poisson(mean * level * daily) with gamma level and daily noise;
+    ``common`` (n,) is the store's level shared by its products (None: 1)."""
     lam = np.broadcast_to(mean[:, None], (len(mean), n)).astype(float)
+    if common is not None:
+        lam = lam * common[None, :]
     if shared > 1e-6:
         lam = lam * rng.gamma(1.0 / shared, shared, size=(1, n))
     a = np.clip((alpha - shared) / (1.0 + shared), 0.0, None)
@@ -154,6 +165,22 @@ def draw_product_samples(
         bs = np.searchsorted(stores, b.index.get_level_values(0))
         shared[bs, np.searchsorted(products, b.index.get_level_values(1))] = b.to_numpy()
     shared = np.minimum(shared, alpha.max(axis=2))
+    common: dict[int, np.ndarray] = {}
+    joins = np.zeros((S, P), dtype=bool)  # products that share their store's level
+    if "store_dispersion" in df.columns:
+        c_pair = np.zeros((S, P))
+        c_pair[si, pi] = df["store_dispersion"].to_numpy()
+        joins = c_pair > 1e-6
+        for s_i in np.nonzero(joins.any(axis=1))[0]:
+            c = float(c_pair[s_i].max())
+            rng = _pair_rng(seed, stores[s_i], 0xFFFFFFFF)  # no product has this id: the store's own stream
+            common[s_i] = rng.gamma(1.0 / c, c, size=n_samples)
+            j = joins[s_i]
+            b = shared[s_i, j][:, None]
+            daily = np.clip((alpha[s_i, j] - b) / (1.0 + b), 0.0, None)  # the daily noise stays as fitted
+            shared[s_i, j] = np.maximum(shared[s_i, j] - c, 0.0)
+            b2 = shared[s_i, j][:, None]
+            alpha[s_i, j] = np.where(alpha[s_i, j] > 0, daily + b2 + daily * b2, alpha[s_i, j])
     samples = np.zeros((S, P, T, n_samples), dtype=np.float32)
     present = np.zeros((S, P), dtype=bool)
     present[si, pi] = True
@@ -161,7 +188,8 @@ def draw_product_samples(
         if mean[s, p].max() <= 0:
             continue
         rng = _pair_rng(seed, stores[s], products[p])
-        samples[s, p] = _draw_pair(rng, mean[s, p], alpha[s, p], float(shared[s, p]), n_samples)
+        samples[s, p] = _draw_pair(rng, mean[s, p], alpha[s, p], float(shared[s, p]), n_samples,
+                                   common.get(s) if joins[s, p] else None)
     return ProductSamples(stores, products, dates, mean, samples)
 
 

@@ -48,6 +48,7 @@ class MaterialPolicy:
     overage_cost: float | None
     moq_packs: int
     max_stock_units: float | None
+    min_level: float = 0.0  # perishables: the class service level as a floor under the newsvendor level
 
 
 def critical_ratio(underage_cost: float, overage_cost: float) -> float:
@@ -59,7 +60,7 @@ def critical_ratio(underage_cost: float, overage_cost: float) -> float:
 
 def resolve_policy(material: dict[str, Any], cfg: ReplenishmentConfig) -> MaterialPolicy:
     """Class: override, ``policy_class`` column, ``supplier_classes``, else ``storage_class``; perishables get the
-    newsvendor.
+    newsvendor, with the class service level as a floor (``perishable_service_floor``).
 
     Underage = lost margin per unit (``underage_cost_ratio`` x unit cost), overage = unit cost - salvage; without a
     unit cost both are taken relative to a cost of 1, which leaves the ratio (all CR depends on) unchanged.
@@ -87,7 +88,9 @@ def resolve_policy(material: dict[str, Any], cfg: ReplenishmentConfig) -> Materi
         c_u = ov.underage_cost if ov and ov.underage_cost else cp.underage_cost_ratio * cost
         c_o = ov.overage_cost if ov and ov.overage_cost else cost * (1.0 - cp.salvage_ratio)
         cr = critical_ratio(c_u, c_o)
-        return MaterialPolicy(cls, known, "newsvendor", cr, c_u, c_o, moq, min(caps, default=None))
+        floor = (ov.service_level if ov and ov.service_level else cp.service_level) \
+            if cfg.perishable_service_floor else 0.0
+        return MaterialPolicy(cls, known, "newsvendor", cr, c_u, c_o, moq, min(caps, default=None), floor)
     level = ov.service_level if ov and ov.service_level else cp.service_level
     return MaterialPolicy(cls, known, "service_level", level, None, None, moq, min(caps, default=None))
 
@@ -242,9 +245,56 @@ def assess_count(
     return CountAssessment(latest, latest_date, float(on_hand), flag, note, rate, expected)
 
 
+def batches_on_hand(on_hand: float, receipts: dict[date, float] | None, position_date: date,
+                    shelf_life_days: int) -> list[tuple[date | None, float]]:
+    """The on hand (end of ``position_date``) as (last day of sale, units) batches, oldest first, by FIFO age.
+
+    What is left is the newest stock: the on hand is matched to the receipts from the newest back (a batch received
+    on day r sells on days r .. r + shelf life - 1); stock older than every receipt known is as old as the oldest
+    one. Unknown receipts or no shelf life: one batch of unknown age (None).
+    """
+    if not receipts or shelf_life_days <= 0 or on_hand <= 0:
+        return [(None, float(max(on_hand, 0.0)))]
+    left, out, last = float(on_hand), [], None
+    for day in sorted((d for d in receipts if d <= position_date), reverse=True):
+        take = min(left, max(float(receipts[day]), 0.0))
+        last = day + timedelta(days=shelf_life_days - 1)
+        if take > 0:
+            out.append((last, take))
+        left -= take
+        if left <= _EPS:
+            break
+    if left > _EPS:
+        out.append((last, left))
+    return sorted(out, key=lambda b: (b[0] is None, b[0] or date.max))
+
+
+def usable_on_hand(on_hand: float, receipts: dict[date, float] | None, position_date: date, shelf_life_days: int,
+                   delivery_date: date, sells_before: float) -> tuple[float, float]:
+    """(usable, expiring): the counted stock that counts in the position, and the part that expires before the
+    delivery (its last day of sale comes before ``delivery_date``).
+
+    Why: a count says how much is on the shelf, not how old it is, and a perishable position that counted bagels
+    expiring tomorrow as cover for the days after the delivery ordered nothing and stocked out for whole days.
+    Stock expiring before the delivery covers at most ``sells_before`` (the median demand from the order date to the
+    delivery; FIFO, so it sells first); the rest counts in full. Extending the cap to stock that expires later inside
+    the window was measured worse on the replay (the oracle's stockout hours +3%, cost +3%), so it stops here.
+    """
+    usable = expiring = 0.0
+    for expires, qty in batches_on_hand(on_hand, receipts, position_date, shelf_life_days):
+        if expires is not None and expires < delivery_date:
+            expiring += qty
+        else:
+            usable += qty
+    return usable + min(expiring, max(sells_before, 0.0)), expiring
+
+
 @dataclass(frozen=True)
 class Position:
-    """Inventory position IP = on hand (used) + on order arriving before the window ends - committed."""
+    """Inventory position IP = on hand (used) + on order arriving before the window ends - committed.
+
+    For perishables ``on_hand`` is the stock that lasts to the delivery plus what the expiring stock sells before it
+    (``usable_on_hand``; ``expiring`` holds the whole expiring quantity, for the explanation)."""
 
     on_hand: float
     on_order: float
@@ -252,6 +302,7 @@ class Position:
     on_order_by_delivery: float  # arriving on or before this order's delivery (fresh stock for the shelf-life cap)
     on_order_after_delivery: float  # arriving after this order's delivery but before the window end
     notes: list[str] = field(default_factory=list)
+    expiring: float = 0.0  # counted units that expire before the delivery (``on_hand`` holds only what they sell)
 
     @property
     def inventory_position(self) -> float:

@@ -41,12 +41,12 @@ from forecasting.policy import (
     assess_count,
     carryover_newsvendor,
     decide_quantity,
-    expiring_stock,
     fmt,
     inventory_position,
     outstanding_orders,
     receipts_by_series,
     resolve_policy,
+    usable_on_hand,
 )
 from forecasting.schedule import WEEKDAY_NAMES, DeliverySchedule, OrderWindow, order_window
 
@@ -644,11 +644,10 @@ def positions(
                 win.window_end,
             )
             if wd.shelf[mi] > 0 and receipts is not None:  # expiring stock covers only the days before it expires
-                gone = expiring_stock(count.on_hand, receipts.get((store, mid)), position_date, wd.shelf[mi],
-                                      win.delivery_date)
+                usable, gone = usable_on_hand(count.on_hand, receipts.get((store, mid)), position_date, wd.shelf[mi],
+                                              win.delivery_date, float(wd.pre_median[si, mi]))
                 if gone > 0:
-                    usable = min(gone, float(wd.pre_median[si, mi]))
-                    pos = replace(pos, on_hand=pos.on_hand - gone + usable, expiring=gone)
+                    pos = replace(pos, on_hand=usable, expiring=gone)
             held[(si, mi)] = (count, pos)
     return held
 

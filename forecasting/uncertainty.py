@@ -118,3 +118,86 @@ def window_variance(mean, alpha: float, shared: float = 0.0) -> float:
     mu = np.asarray(mean, dtype=float)
     m, q = mu.sum(), (mu * mu).sum()
     return float(m + alpha * q + shared * (m * m - q))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Window calibration: a level factor and a shared variance per segment, from out-of-sample window totals
+# --------------------------------------------------------------------------------------------------------------
+
+
+def fit_window_calibration(
+    actual: np.ndarray,
+    mean_sum: np.ndarray,
+    mean_sq_sum: np.ndarray,
+    groups: np.ndarray,
+    alpha: np.ndarray | float,
+    prior_units: float = 500.0,
+    bounds: tuple[float, float] = (0.7, 1.5),
+) -> dict[str, tuple[float, float]]:
+    """Per group: (level factor, shared variance b) from held-out window totals of one series each.
+
+    Why: the per-day dispersion is fitted around the model's own means, so a model that under-forecasts a whole
+    segment (censored ready food, new seasonal drinks) gets tight windows around the wrong level and the
+    order-up-to misses. The factor is the ratio of actual to forecast window totals, shrunk towards 1 by
+    ``prior_units`` pseudo-units of forecast (a small or new segment stays near 1) and clipped to ``bounds``; b is the
+    moment estimate of the level variance left around the corrected means (``fit_shared_variance``), so the window
+    quantile also covers how far the level still wanders. ``actual`` should be latent demand (censored days
+    unconstrained), not observed sales, or the stockouts would teach the calibration the same bias.
+    Arrays are per window: actual total, sum of daily means, sum of squared daily means, group key, NB alpha.
+    """
+    a, m, q = (np.asarray(v, dtype=float) for v in (actual, mean_sum, mean_sq_sum))
+    g = np.asarray(groups).astype(str)
+    al = np.broadcast_to(np.asarray(alpha, dtype=float), a.shape)
+    out: dict[str, tuple[float, float]] = {}
+    for key in np.unique(g):
+        sel = g == key
+        f = (a[sel].sum() + prior_units) / (m[sel].sum() + prior_units)
+        f = float(np.clip(f, *bounds))
+        b = fit_shared_variance(a[sel], f * m[sel], f * f * q[sel], float(np.average(al[sel], weights=m[sel] + _EPS)))
+        out[str(key)] = (f, b)
+    return out
+
+
+def window_nb_quantile(mean_sum, mean_sq_sum, alpha, shared, q: float) -> np.ndarray:
+    """Quantile of a window total from its first two moments (negative binomial with ``window_variance``'s variance).
+
+    A fast closed-form check of window coverage over many held-out windows (the engine itself samples paths).
+    """
+    m = np.maximum(np.asarray(mean_sum, dtype=float), _EPS)
+    qq = np.asarray(mean_sq_sum, dtype=float)
+    var = m + np.asarray(alpha, dtype=float) * qq + np.asarray(shared, dtype=float) * np.maximum(m * m - qq, 0.0)
+    over = np.maximum(var - m, 1e-9 * m)
+    return nb_quantile(m, over / (m * m), q)
+
+
+def window_coverage(actual, mean_sum, mean_sq_sum, alpha, shared, q: float) -> float:
+    """Share of windows whose actual total is at most the window quantile ``q`` (calibrated: about ``q``)."""
+    top = window_nb_quantile(mean_sum, mean_sq_sum, alpha, shared, q)
+    return float(np.mean(np.asarray(actual, dtype=float) <= top))
+
+
+def raise_shared(alpha, shared, shared_min) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha, shared) with the shared level variance raised to at least ``shared_min``, the daily part kept.
+
+    ``alpha = a + b + a b`` (see the module docstring), so a larger b needs a larger total alpha for the same daily
+    noise a; raising b alone would be clipped to alpha by the sampler.
+    """
+    al, b = np.asarray(alpha, dtype=float), np.asarray(shared, dtype=float)
+    b = np.clip(b, 0.0, al)
+    a = (al - b) / (1.0 + b)
+    b2 = np.maximum(b, np.asarray(shared_min, dtype=float))
+    return a + b2 + a * b2, b2
+
+
+def fit_common_variance(totals, mean_sum, within_var, parts_sq_sum, cap: float = 0.5) -> float:
+    """Moment estimate of a level variance c shared by the parts of a total (the products of a store).
+
+    With independent part levels a total's variance is the sum of the parts' (``within_var``); a common level adds
+    ``c (M^2 - sum M_p^2)`` (the covariances ``c M_p M_q``). Per window: actual total, sum of the parts' means,
+    sum of their variances, sum of their squared means. Clipped to [0, cap].
+    """
+    s, m, v, p2 = (np.asarray(x, dtype=float) for x in (totals, mean_sum, within_var, parts_sq_sum))
+    denom = float(np.sum(m * m - p2))
+    if denom <= 0:
+        return 0.0
+    return float(np.clip(np.sum((s - m) ** 2 - v) / denom, 0.0, cap))

@@ -8,16 +8,19 @@ with different forecasts, so the gaps between them are the forecasts' value; ``i
 own forecast records through its own order rule.
 
 Forecasts are issued as of each order day (no look-ahead): ``ours`` refits LightGBM every ``refit_days`` on the
-history up to the day before and re-forecasts every day from the newest data with the fitted trees; dispersion is
-fitted on out-of-sample errors of the ``calib_days`` before the period. Material stockouts lose that material's
-demand (recipes are not blocked as a whole); stockout hours come from the hourly demand profile.
+history up to the day before and re-forecasts every day from the newest data with the fitted trees; its dispersion,
+window calibration (level factor and shared variance per category, ``forecasting.uncertainty``) and the level
+variance its drinks share per store are fitted on the out-of-sample windows of the ``calib_days`` before the period,
+forecast the same way, against latent demand (censored days unconstrained, ``training.data``). A product sells only
+while every material of its recipe is in stock; stockout hours come from the hourly demand profile. The engine sees
+each series' receipts of the last shelf life, so it can tell stock about to expire from fresh stock.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -67,6 +70,8 @@ class World:
     hour_shares: np.ndarray  # (n, D, H)
     truth: pd.DataFrame | None  # store_id, product_id, date, expected_qty (oracle)
     recipes: Recipes  # product demand and recipe columns: a drink needs every material of its recipe
+    categories: dict[int, str] = field(default_factory=dict)  # product_id -> t_product.category
+    drinks: frozenset[int] = frozenset()  # t_product.is_drink: the products whose store level is shared
 
     @property
     def start(self) -> date:
@@ -230,6 +235,13 @@ def build_world(
                 pipeline[k, int(i)] += float(r.q)
 
     hour_shares = _hour_shares(engine, schema, have, stores, store_ids, days)
+    categories: dict[int, str] = {}
+    drinks: frozenset[int] = frozenset()
+    if "products" in have:
+        t_p = schema["products"]
+        cats = read(engine, select(t_p.c.product_id, t_p.c.category, t_p.c.is_drink))
+        categories = {int(k): str(v) for k, v in zip(cats["product_id"], cats["category"], strict=True)}
+        drinks = frozenset(int(k) for k in cats.loc[cats["is_drink"].astype(bool), "product_id"])
     uniq = np.unique(store_ids)
     products = np.sort(bom["product_id"].unique())
     units = np.zeros((len(uniq), len(products), D))
@@ -246,7 +258,7 @@ def build_world(
         materials=materials, bom=bom, suppliers=suppliers, schedules=[scheds[int(x)] for x in sup], supplier_of=sup,
         life=life, pack=mat_idx.loc[material_ids, "pack_size"].to_numpy(float), start_on_hand=start_on_hand,
         start_pipeline=pipeline, costs=[costs_by[int(m)] for m in material_ids], qpu=qpu,
-        hour_shares=hour_shares, truth=truth, recipes=recipes,
+        hour_shares=hour_shares, truth=truth, recipes=recipes, categories=categories, drinks=drinks,
     )
 
 
@@ -352,8 +364,9 @@ class SeasonalNaiveForecasts(_FrameForecasts):
         df = frame.df
         self.wide = df.pivot_table(index="unique_id", columns="ds", values="y_filled", aggfunc="sum")
         self.present = df.pivot_table(index="unique_id", columns="ds", values="y", aggfunc="size").notna()
-        cal_cut = pd.Timestamp(start - timedelta(days=1 + settings.planning.simulation.calib_days))
-        self.params = self.calibrate(self.means(cal_cut, settings.planning.simulation.calib_days), self.name, cal_cut)
+        days = min(settings.planning.simulation.calib_days, HORIZON)  # one forecast of the horizon, as replayed
+        cal_cut = pd.Timestamp(start - timedelta(days=1 + days))
+        self.params = self.calibrate(self.means(cal_cut, days), self.name, cal_cut)
 
     def means(self, cutoff: pd.Timestamp, h: int) -> pd.DataFrame:
         cols = [cutoff - pd.Timedelta(days=6 - k) for k in range(7)]
@@ -377,22 +390,136 @@ class OurForecasts(_FrameForecasts):
 
     name = "lightgbm"
 
-    def __init__(self, settings: Settings, frame, start: date, progress: Progress) -> None:
+    def __init__(self, settings: Settings, frame, start: date, progress: Progress,
+                 categories: dict[int, str] | None = None, drinks: frozenset[int] = frozenset()) -> None:
         super().__init__(settings, frame, start, progress)
         from training.backtest import lgbm_params
+
+        self.categories = categories or {}
+        self.drinks = drinks
         from training.pipeline import read_tuned
 
         self.params_lgbm = lgbm_params(self.cfg, read_tuned(self.cfg))
         self.models: dict[pd.Timestamp, Any] = {}
         self.fit_seconds = 0.0
         sim = settings.planning.simulation
-        cal_cut = pd.Timestamp(start - timedelta(days=1 + sim.calib_days))
+        self.calibration: dict[str, tuple[float, float]] = {}
+        self.calibration_check: dict[str, float] = {}
+        self.window = min(self.cfg.calibration.window_days, sim.calib_days)
+        self.store_dispersion = 0.0  # level variance shared by the products of a store (fitted with the calibration)
+        if sim.calibrate_level:
+            self.params = self._calibrate_windows(start)
+            return
+        days = min(sim.calib_days, HORIZON)
+        cal_cut = pd.Timestamp(start - timedelta(days=1 + days))
         from training.batch import lgbm_forecast_from
 
         cal_model = self._fit(cal_cut)
-        preds = lgbm_forecast_from(cal_model, frame.until(cal_cut), sim.calib_days)
+        preds = lgbm_forecast_from(cal_model, frame.until(cal_cut), days)
         self.models.pop(cal_cut, None)  # only for calibration: the replay refits at its own origins
         self.params = self.calibrate(preds, self.name, cal_cut)
+
+    def _calibrate_windows(self, start: date) -> dict[str, tuple[float, float]]:
+        """Dispersion by segment and the window calibration (``calibration``: group -> level factor, shared
+        variance) from the ``calib_days`` before the period, forecast exactly as the replay does (refit every
+        ``refit_days``, re-forecast daily) and held fixed through the replay, as a trained model's would be.
+
+        Why not re-learned as the replay goes: windows over Christmas - New Year are over-forecast (the lull is no
+        calendar feature), and a calibration chasing them under-forecasts January (measured: total cost +20%).
+
+        ``calibration_check``: coverage of window quantiles on the later half of those windows, raw and with the
+        calibration fitted on the earlier half (how well a calibration learned on past windows carries forward).
+        """
+        from forecasting import uncertainty as unc
+        from training.backtest import fit_uncertainty
+        from training.batch import lgbm_forecast_from
+
+        sim = self.settings.planning.simulation
+        W = self.window
+        first = pd.Timestamp(start - timedelta(days=1 + sim.calib_days))
+        parts, fitted = [], set()
+        for k in range(sim.calib_days - W + 1):  # the last window ends the day before the period
+            origin = first + pd.Timedelta(days=k)
+            m0 = first + pd.Timedelta(days=sim.refit_days * (k // sim.refit_days))
+            fitted.add(m0)
+            parts.append(lgbm_forecast_from(self._fit(m0), self.frame.until(origin), W).assign(cutoff=origin))
+        for m0 in fitted:
+            self.models.pop(m0, None)  # only for calibration: the replay refits at its own origins
+        col = self.name
+        cal = pd.concat(parts, ignore_index=True).merge(
+            self.frame.df[["unique_id", "ds", "y", "y_filled", "censored"]], on=["unique_id", "ds"], how="inner")
+        cal["segment"] = cal["unique_id"].map(self.segments(first)).fillna("new_product")
+        params = fit_uncertainty(cal, [col])[col]
+        win = self._windows(cal, params)
+        late = (win["cutoff"] >= first + pd.Timedelta(days=(sim.calib_days - W + 1) // 2)).to_numpy()
+        early = self._fit_calibration(win[~late])
+        f, b = (win["group"].map(lambda g, j=j: early.get(g, (1.0, 0.0))[j]).to_numpy(float) for j in (0, 1))
+        A, M, Q, alpha, base_b = (win[c].to_numpy(float) for c in ("A", "M", "Q", "alpha", "shared"))
+        al2, b2 = unc.raise_shared(alpha, base_b, b)
+        for q in (0.9, 0.95, 0.98):
+            self.calibration_check[f"coverage_{q}_raw"] = round(unc.window_coverage(
+                A[late], M[late], Q[late], alpha[late], base_b[late], q), 4)
+            self.calibration_check[f"coverage_{q}_calibrated"] = round(unc.window_coverage(
+                A[late], f[late] * M[late], f[late] ** 2 * Q[late], al2[late], b2[late], q), 4)
+        self.calibration_check["ratio_late_raw"] = round(float(A[late].sum() / M[late].sum()), 4)
+        self.calibration_check["ratio_late_calibrated"] = round(float(A[late].sum() / (f[late] * M[late]).sum()), 4)
+        self.calibration = self._fit_calibration(win)
+        f, b = (win["group"].map(lambda g, j=j: self.calibration.get(g, (1.0, 0.0))[j]).to_numpy(float)
+                for j in (0, 1))
+        al2, b2 = unc.raise_shared(alpha, base_b, b)
+        m2, q2 = f * M, f * f * Q
+        # the store level shared by its drinks (ready food is ordered per item, and its own level is in b)
+        drink = win["unique_id"].map(self.keys["product_id"]).isin(self.drinks).to_numpy()
+        per = pd.DataFrame({"store_id": win["unique_id"].map(self.keys["store_id"]).to_numpy(),
+                            "cutoff": win["cutoff"].to_numpy(), "A": A, "M": m2,
+                            "V": m2 + al2 * q2 + b2 * (m2 * m2 - q2), "P2": m2 * m2})[drink]
+        st = per.groupby(["store_id", "cutoff"])[["A", "M", "V", "P2"]].sum()
+        self.store_dispersion = unc.fit_common_variance(st["A"], st["M"], st["V"], st["P2"])
+        self.calibration_check["store_dispersion"] = round(self.store_dispersion, 5)
+        self.say(f"ours: window calibration {self.calibration}; check {self.calibration_check}")
+        return params
+
+    def _windows(self, rows: pd.DataFrame, params) -> pd.DataFrame:
+        """Complete W-day window totals per (series, origin): latent actual A, sum M and square sum Q of the means,
+        the calibration group and the segment's (alpha, shared)."""
+        col, W = self.name, self.window
+        win = (rows.assign(mu2=rows[col] ** 2).groupby(["unique_id", "cutoff"], as_index=False)
+               .agg(A=("y_filled", "sum"), M=(col, "sum"), Q=("mu2", "sum"), n=("ds", "size"),
+                    segment=("segment", "first")))
+        win = win[win["n"] == W].reset_index(drop=True)
+        win["group"] = self._groups(win["unique_id"].map(self.keys["product_id"]), win["segment"])
+        p = win["segment"].map(lambda s: params.get(s, params["all"]))
+        win["alpha"] = [float(a) for a, _ in p]
+        win["shared"] = [float(b) for _, b in p]
+        return win
+
+    def _fit_calibration(self, win: pd.DataFrame) -> dict[str, tuple[float, float]]:
+        from forecasting import uncertainty as unc
+
+        cc = self.cfg.calibration
+        if win.empty:
+            return {}
+        return unc.fit_window_calibration(win["A"], win["M"], win["Q"], win["group"], win["alpha"], cc.prior_units,
+                                          (cc.min_factor, cc.max_factor))
+
+    def _groups(self, product_ids: pd.Series, segments: pd.Series) -> np.ndarray:
+        """Calibration group of each row: the product's category, new series (store or product) apart."""
+        new = segments.isin(["new_product", "new_store"]).to_numpy()
+        cat = pd.Series(product_ids).astype(int).map(self.categories).fillna("all").astype(str).to_numpy()
+        return np.where(new, "new/", "") + cat
+
+    def _apply_calibration(self, out: pd.DataFrame) -> pd.DataFrame:
+        """Level factor on the means and the calibrated shared variance (``uncertainty.raise_shared``)."""
+        from forecasting import uncertainty as unc
+
+        if not self.calibration:
+            return out
+        g = pd.Series(self._groups(out["product_id"], out["segment"]), index=out.index)
+        f = g.map(lambda k: self.calibration.get(k, (1.0, 0.0))[0]).to_numpy(float)
+        b = g.map(lambda k: self.calibration.get(k, (1.0, 0.0))[1]).to_numpy(float)
+        alpha, shared = unc.raise_shared(out["dispersion"].to_numpy(float), out["shared_dispersion"].to_numpy(float), b)
+        return out.assign(mean=out["mean"] * f, dispersion=alpha, shared_dispersion=shared,
+                          store_dispersion=np.where(out["product_id"].isin(self.drinks), self.store_dispersion, 0.0))
 
     def _fit(self, cutoff: pd.Timestamp):
         from training.models import LGBMModel
@@ -416,7 +543,7 @@ class OurForecasts(_FrameForecasts):
         cutoff = pd.Timestamp(day - timedelta(days=1))
         means = lgbm_forecast_from(model, self.frame.until(cutoff), HORIZON)
         week = pd.Timestamp(self.start - timedelta(days=1) + timedelta(days=7 * (age // 7)))
-        return self.finish(means, self.name, week, self.params, cutoff)
+        return self._apply_calibration(self.finish(means, self.name, week, self.params, cutoff))
 
 
 class EnginePolicy:
@@ -434,11 +561,27 @@ class EnginePolicy:
         self.sched = _schedules(world.suppliers)
         self.mat_sup = world.materials.set_index("material_id")["supplier_id"].astype(int)
         self.seconds = {"forecast": 0.0, "propose": 0.0}
+        self.got = np.zeros((len(world.store_ids), len(world.days)))  # receipts so far: the age of perishable stock
+
+    def _receipts(self, idx: np.ndarray, t: int) -> pd.DataFrame:
+        """Receipts of the perishable series ``idx`` over their shelf life before day ``t`` (t_replenishment_order
+        rows, as the plan reads them), so the engine can tell stock about to expire from fresh stock."""
+        w = self.w
+        per = idx[w.life[idx] > 0]
+        back = int(w.life[per].max(initial=0)) + 1
+        lo = max(0, t - back)
+        k, i = np.nonzero(self.got[per, lo:t].T > 1e-9)
+        on = [w.days[lo + int(x)] for x in k]
+        q = self.got[per[i], lo + k]
+        return pd.DataFrame({"store_id": w.store_ids[per[i]], "material_id": w.material_ids[per[i]],
+                             "expected_delivery": on, "received_on": pd.to_datetime(on), "qty": q,
+                             "received_qty": q, "status": "received"})
 
     def __call__(self, state: DayState) -> np.ndarray:
         w, day = self.w, state.day
         n = len(w.store_ids)
         qty = np.zeros(n)
+        self.got[:, state.t] = state.received
         ordering = {s for s, sc in self.sched.items() if sc.is_order_day(day)}
         mats = set(self.mat_sup.index[self.mat_sup.isin(ordering)].astype(int))
         in_play = np.array([int(m) in mats for m in w.material_ids])
@@ -460,6 +603,9 @@ class EnginePolicy:
         orders = pd.DataFrame({"store_id": w.store_ids[idx[i]], "material_id": w.material_ids[idx[i]],
                                "expected_delivery": [day + timedelta(days=int(x)) for x in k],
                                "received_on": pd.NaT, "qty": arr[k, idx[i]], "status": "open"})
+        got = self._receipts(idx, state.t)
+        if len(got):
+            orders = pd.concat([orders.astype({"received_on": "datetime64[ns]"}), got], ignore_index=True)
         t0 = time.perf_counter()
         lines = propose(fc, w.materials, bom, w.suppliers, inv, day, self.cfg, self.name, day - timedelta(days=1),
                         orders=orders)
@@ -621,7 +767,7 @@ def _policy(name: str) -> Any:
     if name == "seasonal_naive":
         return EnginePolicy(w, SeasonalNaiveForecasts(settings, frame, w.start, say), settings, name)
     if name == "ours":
-        return EnginePolicy(w, OurForecasts(settings, frame, w.start, say), settings, name)
+        return EnginePolicy(w, OurForecasts(settings, frame, w.start, say, w.categories, w.drinks), settings, name)
     raise DataError(f"unknown policy {name!r}: choose from {', '.join(POLICIES)}")
 
 
@@ -637,6 +783,9 @@ def _replay_one(name: str) -> tuple[str, dict[str, Any]]:
         fits = getattr(pol.forecasts, "fit_seconds", None)
         if fits is not None:
             m["seconds_detail"]["fit"] = round(fits, 1)
+        if getattr(pol.forecasts, "calibration_check", None):
+            m["calibration"] = {g: [round(f, 4), round(b, 4)] for g, (f, b) in pol.forecasts.calibration.items()}
+            m["calibration_check"] = pol.forecasts.calibration_check
     _SHARED["say"](f"{name}: done in {m['seconds']:.0f} s")
     return name, m
 

@@ -129,14 +129,20 @@ def test_order_day_lines_order_up_to_the_window_quantile():
 def test_perishable_uses_newsvendor_and_shelf_life_cap_binds():
     lines = by_key(run(world()))
     milk = lines[(1, MILK)]  # 2-day shelf life, 3-day window (Tue..Thu): S covers more than milk keeps
-    assert milk.quantile_basis == "newsvendor" and milk.quantile_level == pytest.approx(6.0 / 7.0)
+    # newsvendor CR 6/7, raised to the chilled class's service level 0.95 (a milk stockout blocks its drinks)
+    assert milk.quantile_basis == "newsvendor" and milk.quantile_level == pytest.approx(0.95)
+    assert "service-level floor" in milk.explanation
     assert milk.shelf_life_cap_units is not None
     assert "shelf_life_cap" in milk.reason_codes
     assert milk.qty_units <= milk.shelf_life_cap_units + 1e-9
     assert "capped by shelf life" in milk.explanation
     croissant = lines[(1, CROISSANT)]
     assert croissant.policy_class == "food" and croissant.quantile_basis == "newsvendor"
-    assert croissant.quantile_level == pytest.approx(2.5 / 3.5)  # lost margin 2.5 x cost (was 1.5): CR 0.71
+    assert croissant.quantile_level == pytest.approx(0.90)  # CR 2.5 / 3.5 = 0.71 under the food floor 0.90
+    plain = by_key(run(world(), cfg=ReplenishmentConfig(n_samples=600, perishable_service_floor=False)))
+    assert plain[(1, MILK)].quantile_level == pytest.approx(6.0 / 7.0)
+    assert plain[(1, CROISSANT)].quantile_level == pytest.approx(2.5 / 3.5)  # lost margin 2.5 x cost: CR 0.71
+    assert plain[(1, MILK)].demand_quantile <= milk.demand_quantile
 
 
 def test_not_an_order_day_gives_a_zero_line_with_the_next_order_day():
@@ -261,3 +267,33 @@ def test_full_proposal_is_fast_for_10_stores_100_materials():
     print(f"propose, 10 stores x 100 materials: {elapsed:.2f} s")
     assert len(lines) == 1000 and all(ln.qty_packs >= 0 for ln in lines)
     assert elapsed < 10.0  # ~1.5-2.5 s on 2 shared cores
+
+
+def test_stock_expiring_before_the_delivery_covers_only_the_days_until_then():
+    w = world()
+    mon = TUE - timedelta(days=1)
+    inv = w["inventory"]
+    at = (inv["store_id"] == 1) & (inv["material_id"] == MILK) & (inv["snapshot_date"] == mon)
+    w["inventory"] = inv.assign(on_hand_qty=inv["on_hand_qty"].where(~at, 60000.0))
+    w["orders"] = pd.DataFrame(w["orders"].to_dict("records") + [dict(
+        order_no=3, store_id=1, material_id=MILK, ordered_on=mon - timedelta(days=1), qty=42000.0,
+        expected_delivery=mon, received_on=mon, received_qty=42000.0, status="received")])
+    milk = by_key(run(w))[(1, MILK)]  # the 60,000 counted Monday were received Monday or before: 2-day shelf life
+    mats = w["materials"]
+    w["materials"] = mats.assign(shelf_life_days=mats["shelf_life_days"].where(mats["material_id"] != MILK, 5))
+    keeps = by_key(run(w))[(1, MILK)]  # the same stock with a 5-day shelf life sells past the Wednesday delivery
+    assert keeps.on_hand_used == pytest.approx(60000.0) and "expiring" not in keeps.reason_codes
+    assert "expiring" in milk.reason_codes and "expires before the delivery" in milk.explanation
+    assert milk.on_hand_used < 40000.0  # only Tuesday's median sales (~28,800 ml) of it count
+    assert milk.inventory_position < keeps.inventory_position - 20000.0
+    # fresh and expiring stock together: Monday's 20,000 (3-day life) last past the delivery, Sunday's 40,000 do not
+    w["materials"] = mats.assign(shelf_life_days=mats["shelf_life_days"].where(mats["material_id"] != MILK, 3))
+    rows = [r for r in w["orders"].to_dict("records") if r["order_no"] != 3]
+    w["orders"] = pd.DataFrame(rows + [
+        dict(order_no=3, store_id=1, material_id=MILK, ordered_on=mon - timedelta(days=1), qty=20000.0,
+             expected_delivery=mon, received_on=mon, received_qty=20000.0, status="received"),
+        dict(order_no=4, store_id=1, material_id=MILK, ordered_on=mon - timedelta(days=2), qty=40000.0,
+             expected_delivery=mon - timedelta(days=1), received_on=mon - timedelta(days=1), received_qty=40000.0,
+             status="received")])
+    mixed = by_key(run(w))[(1, MILK)]
+    assert 20000.0 + 25000.0 < mixed.on_hand_used < 20000.0 + 33000.0  # fresh + Tuesday's median sales of the rest

@@ -85,6 +85,9 @@ def test_simulate_compares_all_policies_on_the_small_world(world):
         assert m["total_cost"] == pytest.approx(m["holding_cost"] + m["waste_cost"] + m["lost_margin_cost"], abs=0.05)
     p = res["policies"]
     assert p["oracle"]["demand_units"] == p["incumbent"]["demand_units"]  # same realised demand for everyone
+    check = p["ours"]["calibration_check"]  # ours' window calibration is fitted before the period and reported
+    assert 0.0 <= check["store_dispersion"] <= 0.5 and 0.0 < check["coverage_0.95_raw"] <= 1.0
+    assert all(0.7 <= f <= 1.5 and b >= 0.0 for f, b in p["ours"]["calibration"].values())
     assert "overrides" not in res
     json.dumps(res)
 
