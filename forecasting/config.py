@@ -151,8 +151,10 @@ class TuneConfig(_Section):
 
 
 class WindowCalibrationConfig(_Section):
-    """Level factor and shared variance of window demand per segment (``forecasting.uncertainty``)."""
+    """Level factor and shared variance of window demand per product, and the store level of pooled products
+    (``training.calibration``, fitted by ``train`` on the backtest and applied by the batch forecast)."""
 
+    enabled: bool = True
     window_days: int = Field(7, ge=1, le=28)  # window totals over horizons 1..window_days
     prior_units: float = Field(500.0, ge=0)  # shrinkage towards a factor of 1, in pseudo-units of forecast
     min_factor: float = Field(0.7, gt=0)

@@ -9,8 +9,8 @@ own forecast records through its own order rule.
 
 Forecasts are issued as of each order day (no look-ahead): ``ours`` refits LightGBM every ``refit_days`` on the
 history up to the day before and re-forecasts every day from the newest data with the fitted trees; its dispersion,
-window calibration (level factor and shared variance per category, ``forecasting.uncertainty``) and the level
-variance its drinks share per store are fitted on the out-of-sample windows of the ``calib_days`` before the period,
+window calibration (level factor and shared variance per product, and the level variance a store's pooled products
+share: ``training.calibration``, the functions ``train`` fits on its backtest) are fitted on the out-of-sample windows of the ``calib_days`` before the period,
 forecast the same way, against latent demand (censored days unconstrained, ``training.data``). A product sells only
 while every material of its recipe is in stock; stockout hours come from the hourly demand profile. The engine sees
 each series' receipts of the last shelf life, so it can tell stock about to expire from fresh stock.
@@ -391,11 +391,11 @@ class OurForecasts(_FrameForecasts):
     name = "lightgbm"
 
     def __init__(self, settings: Settings, frame, start: date, progress: Progress,
-                 categories: dict[int, str] | None = None, drinks: frozenset[int] = frozenset()) -> None:
+                 bom: pd.DataFrame | None = None, drinks: frozenset[int] = frozenset()) -> None:
         super().__init__(settings, frame, start, progress)
         from training.backtest import lgbm_params
 
-        self.categories = categories or {}
+        self.bom = bom  # which products share their store's level: as `train` decides it (training.calibration)
         self.drinks = drinks
         from training.pipeline import read_tuned
 
@@ -403,10 +403,9 @@ class OurForecasts(_FrameForecasts):
         self.models: dict[pd.Timestamp, Any] = {}
         self.fit_seconds = 0.0
         sim = settings.planning.simulation
-        self.calibration: dict[str, tuple[float, float]] = {}
+        self.calibration = None  # training.calibration.WindowCalibration
         self.calibration_check: dict[str, float] = {}
         self.window = min(self.cfg.calibration.window_days, sim.calib_days)
-        self.store_dispersion = 0.0  # level variance shared by the products of a store (fitted with the calibration)
         if sim.calibrate_level:
             self.params = self._calibrate_windows(start)
             return
@@ -420,9 +419,9 @@ class OurForecasts(_FrameForecasts):
         self.params = self.calibrate(preds, self.name, cal_cut)
 
     def _calibrate_windows(self, start: date) -> dict[str, tuple[float, float]]:
-        """Dispersion by segment and the window calibration (``calibration``: group -> level factor, shared
-        variance) from the ``calib_days`` before the period, forecast exactly as the replay does (refit every
-        ``refit_days``, re-forecast daily) and held fixed through the replay, as a trained model's would be.
+        """Dispersion by segment and the window calibration (``training.calibration``: the same functions ``train``
+        fits on its backtest) from the ``calib_days`` before the period, forecast exactly as the replay does (refit
+        every ``refit_days``, re-forecast daily) and held fixed through the replay, as a trained model's would be.
 
         Why not re-learned as the replay goes: windows over Christmas - New Year are over-forecast (the lull is no
         calendar feature), and a calibration chasing them under-forecasts January (measured: total cost +20%).
@@ -433,6 +432,7 @@ class OurForecasts(_FrameForecasts):
         from forecasting import uncertainty as unc
         from training.backtest import fit_uncertainty
         from training.batch import lgbm_forecast_from
+        from training.calibration import factor_arrays, fit_windows, pooled_products, window_table
 
         sim = self.settings.planning.simulation
         W = self.window
@@ -449,11 +449,15 @@ class OurForecasts(_FrameForecasts):
         cal = pd.concat(parts, ignore_index=True).merge(
             self.frame.df[["unique_id", "ds", "y", "y_filled", "censored"]], on=["unique_id", "ds"], how="inner")
         cal["segment"] = cal["unique_id"].map(self.segments(first)).fillna("new_product")
+        cal["store_id"] = cal["unique_id"].map(self.keys["store_id"])
+        cal["product_id"] = cal["unique_id"].map(self.keys["product_id"])
+        cal["horizon"] = (cal["ds"] - cal["cutoff"]).dt.days
         params = fit_uncertainty(cal, [col])[col]
-        win = self._windows(cal, params)
+        win = window_table(cal, self.frame.df, col, params, W)
+        pooled = pooled_products(self.bom) if self.bom is not None else self.drinks
         late = (win["cutoff"] >= first + pd.Timedelta(days=(sim.calib_days - W + 1) // 2)).to_numpy()
-        early = self._fit_calibration(win[~late])
-        f, b = (win["group"].map(lambda g, j=j: early.get(g, (1.0, 0.0))[j]).to_numpy(float) for j in (0, 1))
+        early = fit_windows(win[~late], self.cfg.calibration, pooled)
+        f, b = factor_arrays(early.factors, win["product_id"])
         A, M, Q, alpha, base_b = (win[c].to_numpy(float) for c in ("A", "M", "Q", "alpha", "shared"))
         al2, b2 = unc.raise_shared(alpha, base_b, b)
         for q in (0.9, 0.95, 0.98):
@@ -463,63 +467,14 @@ class OurForecasts(_FrameForecasts):
                 A[late], f[late] * M[late], f[late] ** 2 * Q[late], al2[late], b2[late], q), 4)
         self.calibration_check["ratio_late_raw"] = round(float(A[late].sum() / M[late].sum()), 4)
         self.calibration_check["ratio_late_calibrated"] = round(float(A[late].sum() / (f[late] * M[late]).sum()), 4)
-        self.calibration = self._fit_calibration(win)
-        f, b = (win["group"].map(lambda g, j=j: self.calibration.get(g, (1.0, 0.0))[j]).to_numpy(float)
-                for j in (0, 1))
-        al2, b2 = unc.raise_shared(alpha, base_b, b)
-        m2, q2 = f * M, f * f * Q
-        # the store level shared by its drinks (ready food is ordered per item, and its own level is in b)
-        drink = win["unique_id"].map(self.keys["product_id"]).isin(self.drinks).to_numpy()
-        per = pd.DataFrame({"store_id": win["unique_id"].map(self.keys["store_id"]).to_numpy(),
-                            "cutoff": win["cutoff"].to_numpy(), "A": A, "M": m2,
-                            "V": m2 + al2 * q2 + b2 * (m2 * m2 - q2), "P2": m2 * m2})[drink]
-        st = per.groupby(["store_id", "cutoff"])[["A", "M", "V", "P2"]].sum()
-        self.store_dispersion = unc.fit_common_variance(st["A"], st["M"], st["V"], st["P2"])
-        self.calibration_check["store_dispersion"] = round(self.store_dispersion, 5)
-        self.say(f"ours: window calibration {self.calibration}; check {self.calibration_check}")
+        self.calibration = fit_windows(win, self.cfg.calibration, pooled)
+        self.calibration_check["store_dispersion"] = round(self.calibration.store_dispersion, 5)
+        self.say(f"ours: window calibration over {self.calibration.windows} windows; check {self.calibration_check}")
         return params
 
-    def _windows(self, rows: pd.DataFrame, params) -> pd.DataFrame:
-        """Complete W-day window totals per (series, origin): latent actual A, sum M and square sum Q of the means,
-        the calibration group and the segment's (alpha, shared)."""
-        col, W = self.name, self.window
-        win = (rows.assign(mu2=rows[col] ** 2).groupby(["unique_id", "cutoff"], as_index=False)
-               .agg(A=("y_filled", "sum"), M=(col, "sum"), Q=("mu2", "sum"), n=("ds", "size"),
-                    segment=("segment", "first")))
-        win = win[win["n"] == W].reset_index(drop=True)
-        win["group"] = self._groups(win["unique_id"].map(self.keys["product_id"]), win["segment"])
-        p = win["segment"].map(lambda s: params.get(s, params["all"]))
-        win["alpha"] = [float(a) for a, _ in p]
-        win["shared"] = [float(b) for _, b in p]
-        return win
-
-    def _fit_calibration(self, win: pd.DataFrame) -> dict[str, tuple[float, float]]:
-        from forecasting import uncertainty as unc
-
-        cc = self.cfg.calibration
-        if win.empty:
-            return {}
-        return unc.fit_window_calibration(win["A"], win["M"], win["Q"], win["group"], win["alpha"], cc.prior_units,
-                                          (cc.min_factor, cc.max_factor))
-
-    def _groups(self, product_ids: pd.Series, segments: pd.Series) -> np.ndarray:
-        """Calibration group of each row: the product's category, new series (store or product) apart."""
-        new = segments.isin(["new_product", "new_store"]).to_numpy()
-        cat = pd.Series(product_ids).astype(int).map(self.categories).fillna("all").astype(str).to_numpy()
-        return np.where(new, "new/", "") + cat
-
     def _apply_calibration(self, out: pd.DataFrame) -> pd.DataFrame:
-        """Level factor on the means and the calibrated shared variance (``uncertainty.raise_shared``)."""
-        from forecasting import uncertainty as unc
-
-        if not self.calibration:
-            return out
-        g = pd.Series(self._groups(out["product_id"], out["segment"]), index=out.index)
-        f = g.map(lambda k: self.calibration.get(k, (1.0, 0.0))[0]).to_numpy(float)
-        b = g.map(lambda k: self.calibration.get(k, (1.0, 0.0))[1]).to_numpy(float)
-        alpha, shared = unc.raise_shared(out["dispersion"].to_numpy(float), out["shared_dispersion"].to_numpy(float), b)
-        return out.assign(mean=out["mean"] * f, dispersion=alpha, shared_dispersion=shared,
-                          store_dispersion=np.where(out["product_id"].isin(self.drinks), self.store_dispersion, 0.0))
+        """The calibration as the batch forecast applies it (``WindowCalibration.apply``)."""
+        return out if self.calibration is None else self.calibration.apply(out)
 
     def _fit(self, cutoff: pd.Timestamp):
         from training.models import LGBMModel
@@ -767,7 +722,7 @@ def _policy(name: str) -> Any:
     if name == "seasonal_naive":
         return EnginePolicy(w, SeasonalNaiveForecasts(settings, frame, w.start, say), settings, name)
     if name == "ours":
-        return EnginePolicy(w, OurForecasts(settings, frame, w.start, say, w.categories, w.drinks), settings, name)
+        return EnginePolicy(w, OurForecasts(settings, frame, w.start, say, w.bom, w.drinks), settings, name)
     raise DataError(f"unknown policy {name!r}: choose from {', '.join(POLICIES)}")
 
 
@@ -783,8 +738,12 @@ def _replay_one(name: str) -> tuple[str, dict[str, Any]]:
         fits = getattr(pol.forecasts, "fit_seconds", None)
         if fits is not None:
             m["seconds_detail"]["fit"] = round(fits, 1)
-        if getattr(pol.forecasts, "calibration_check", None):
-            m["calibration"] = {g: [round(f, 4), round(b, 4)] for g, (f, b) in pol.forecasts.calibration.items()}
+        if getattr(pol.forecasts, "calibration", None) is not None:
+            cal = pol.forecasts.calibration.to_dict()
+            m["calibration"] = {"store_dispersion": cal["store_dispersion"], "windows": cal["windows"],
+                                "pooled_products": len(cal["pooled_products"]),
+                                "factor_range": [min((f for f, _ in cal["factors"].values()), default=1.0),
+                                                 max((f for f, _ in cal["factors"].values()), default=1.0)]}
             m["calibration_check"] = pol.forecasts.calibration_check
     _SHARED["say"](f"{name}: done in {m['seconds']:.0f} s")
     return name, m

@@ -133,6 +133,9 @@ def test_train_promote_and_champion_round_trip(panel, tmp_path):
     assert int(client.get_model_version_by_alias(s.training.registry_name, "champion").version) == 1
     tags = client.get_run(second["run_id"]).data.tags
     assert tags["promote.decision"] == "rejected" and "WAPE" in tags["promote.reason"]
+    cal = first["forecaster"].calibration  # window calibration fitted on the backtest, stored with the model
+    assert cal is not None and cal.windows > 0 and set(cal.factors) <= set(fr.df["product_id"].astype(int))
+    assert "model/calibration.json" in {a.path for a in client.list_artifacts(first["run_id"], "model")}
     arts = {a.path for a in client.list_artifacts(first["run_id"], "plots")}
     assert {"plots/forecast_vs_actual.png", "plots/error_by_horizon.png", "plots/calibration.png"} <= arts
     # the model's environment is pinned explicitly (no inference): the versions that trained it

@@ -24,6 +24,7 @@ from forecasting.config import Settings, resolve_path
 from forecasting.errors import DataError
 from forecasting.forecast_cache import write_cache
 from training.blend import apply_weights
+from training.calibration import WindowCalibration
 from training.data import ModelFrame, SegmentRule, segment_series
 from training.forecaster import DemandForecaster, components, kind_weights
 from training.models import LGBMModel, StatsModels, future_frame, same_weekday_mean
@@ -126,24 +127,32 @@ def forecast_from(forecaster: DemandForecaster, frame: ModelFrame, h: int | None
     mean = parts[["unique_id", "ds", "segment"]].assign(mean=apply_weights(parts, weights))
     keys = frame.df.drop_duplicates("unique_id").set_index("unique_id")[["store_id", "product_id"]]
     out = mean.merge(keys, left_on="unique_id", right_index=True)
-    return with_uncertainty(out, forecaster.uncertainty, frame.last_date, cfg.quantiles)
+    return with_uncertainty(out, forecaster.uncertainty, frame.last_date, cfg.quantiles,
+                            getattr(forecaster, "calibration", None))
 
 
 def with_uncertainty(
-    means: pd.DataFrame, params: dict[str, tuple[float, float]], last_date: pd.Timestamp, quantiles: list[float]
+    means: pd.DataFrame, params: dict[str, tuple[float, float]], last_date: pd.Timestamp, quantiles: list[float],
+    calibration: WindowCalibration | None = None,
 ) -> pd.DataFrame:
-    """Attach dispersion by segment (``all`` as fallback), horizon and NB quantiles to ``unique_id, ds, mean`` rows."""
+    """Attach dispersion by segment (``all`` as fallback), horizon and NB quantiles to ``unique_id, ds, mean`` rows.
+
+    With the model's ``calibration`` (``training.calibration``) the means, the shared variance and the store level
+    are corrected first, so the quantiles, the cache and every proposal use the calibrated distribution.
+    """
     out = means.copy()
     fallback = params.get("all", (0.3, 0.0))
     p = out["segment"].map(lambda s: params.get(s, fallback))
     out["dispersion"] = [float(a) for a, _ in p]
     out["shared_dispersion"] = [float(min(b, a)) for a, b in p]
+    if calibration is not None:
+        out = calibration.apply(out)
     out["date"] = pd.to_datetime(out.pop("ds"))
     out["horizon"] = (out["date"] - pd.Timestamp(last_date)).dt.days
     for q in quantiles:
         out[f"q{q}"] = unc.nb_quantile(out["mean"].to_numpy(), out["dispersion"].to_numpy(), q)
     cols = ["store_id", "product_id", "date", "horizon", "segment", "mean", "dispersion", "shared_dispersion",
-            *[f"q{q}" for q in quantiles]]
+            *(["store_dispersion"] if "store_dispersion" in out else []), *[f"q{q}" for q in quantiles]]
     out["store_id"] = out["store_id"].astype(int)
     out["product_id"] = out["product_id"].astype(int)
     return out[cols].sort_values(["store_id", "product_id", "date"], ignore_index=True)

@@ -76,6 +76,7 @@ class DemandForecaster:
         self.params = dict(params if params is not None else cfg.lgbm)
         self.uncertainty = dict(uncertainty or {"all": (0.3, 0.0)})
         self.weights = kind_weights(kind, weights)
+        self.calibration = None  # training.calibration.WindowCalibration, set by `train` from the backtest
 
     def fit(self, frame: ModelFrame) -> DemandForecaster:
         c = self.cfg
@@ -134,6 +135,9 @@ class DemandForecaster:
         p = mean["segment"].map(lambda s: self.uncertainty.get(s, self.uncertainty["all"]))
         mean["alpha"] = [a for a, _ in p]
         mean["shared"] = [b for _, b in p]
+        if getattr(self, "calibration", None) is not None:  # as the batch forecast applies it (training.batch)
+            cal = self.calibration.apply(mean.rename(columns={"alpha": "dispersion", "shared": "shared_dispersion"}))
+            mean["mean"], mean["alpha"], mean["shared"] = cal["mean"], cal["dispersion"], cal["shared_dispersion"]
         for q in self.cfg.quantiles:
             mean[f"q{q}"] = unc.nb_quantile(mean["mean"].to_numpy(), mean["alpha"].to_numpy(), q)
         cols = ["unique_id", "store_id", "product_id", "ds", "horizon", "segment", "mean",

@@ -20,6 +20,7 @@ from forecasting.config import Settings, TrainingConfig, resolve_path
 from forecasting.errors import ConfigError, DataError
 from training import tracking
 from training.backtest import Backtester, BacktestResult, lgbm_params
+from training.calibration import fit_calibration
 from training.data import ModelFrame, load_feature_store, to_model_frame
 from training.forecaster import DemandForecaster
 from training.source import EvalSources, load_eval_sources
@@ -134,6 +135,9 @@ def train_job(
     (progress or (lambda _m: None))(f"fitting final model ({label}) on all data")
     t0 = time.perf_counter()
     model = DemandForecaster(cfg, kind, params, result.uncertainty.get(result.final), result.weights).fit(frame)
+    if cfg.calibration.enabled:  # window calibration from the backtest's out-of-sample rows of the final model
+        model.calibration = fit_calibration(result.preds, frame.df, "final", model.uncertainty, cfg.calibration,
+                                            sources.bom)
     fit_s = time.perf_counter() - t0
     tracking.setup(settings.mlflow.tracking_uri, cfg.experiment)
     with mlflow.start_run(run_name=f"train-{label}") as run:
@@ -146,6 +150,9 @@ def train_job(
             mlflow.log_figure(_importance_figure(imp), "plots/feature_importance.png")
         mlflow.log_dict({k: list(v) for k, v in model.uncertainty.items()}, "model/uncertainty.json")
         mlflow.log_dict(model.weights, "model/blend_weights.json")
+        if model.calibration is not None:
+            mlflow.log_dict(model.calibration.to_dict(), "model/calibration.json")
+            mlflow.log_metric("calibration.store_dispersion", model.calibration.store_dispersion)
         info, example, expected = tracking.log_forecaster(model, cfg.registry_name if register else None)
         mlflow.set_tags({"job": "train", "backtest_fingerprint": result.metrics["fingerprint"], "final_model": label})
         out = {
