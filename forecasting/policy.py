@@ -22,13 +22,34 @@ _EPS = 1e-9
 GUARD_CODE = "rounded_up_guard"  # the rounding guard added a pack (see ``decide_quantity``)
 
 
-def fmt(x: float) -> str:
-    """Compact number for explanations: 3 -> '3', 2.4 -> '2.4', 1234.567 -> '1234.6'."""
+def _format(x: float) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
     if abs(x - round(x)) < 1e-6:
         return f"{x:.0f}"
     return f"{x:.1f}" if abs(x) >= 10 else f"{x:.2f}".rstrip("0").rstrip(".")
+
+
+_FMT: dict[float, str] = {}
+_FMT_ZERO = {1.0: _format(0.0), -1.0: _format(-0.0)}  # 0.0 == -0.0 as keys, but they format differently
+
+
+def fmt(x: float) -> str:
+    """Compact number for explanations: 3 -> '3', 2.4 -> '2.4', 1234.567 -> '1234.6'.
+
+    Memoised by value (bounded): an API answer formats ~15 numbers a line for ~100 lines, mostly the same ones.
+    Exact: equal numbers format alike except the two zeros (kept apart); NaN and None never hit.
+    """
+    if x is None:
+        return "n/a"
+    if x == 0:
+        return _FMT_ZERO[math.copysign(1.0, x)]
+    s = _FMT.get(x)
+    if s is None:
+        if len(_FMT) >= 65536:
+            _FMT.clear()
+        s = _FMT[x] = _format(x)
+    return s
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ need for perishables), raised to the MOQ, capped by storage room.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from datetime import date, time, timedelta
 from typing import Literal
@@ -424,25 +423,6 @@ def _line_static(wd: WindowDemand, si: int, mi: int, config: ReplenishmentConfig
     return st
 
 
-_FMT: dict[float, str] = {}
-_FMT_ZERO = {1.0: fmt(0.0), -1.0: fmt(-0.0)}  # 0.0 == -0.0 as keys, but they format differently
-
-
-def _fmt(x: float) -> str:
-    """``policy.fmt`` memoised by value (bounded): the explanation formats ~6 numbers a line, the same ones often.
-
-    Exact: equal numbers format alike except the two zeros (kept apart); NaN never hits (NaN != NaN).
-    """
-    if x == 0:
-        return _FMT_ZERO[math.copysign(1.0, x)]
-    s = _FMT.get(x)
-    if s is None:
-        if len(_FMT) >= 65536:
-            _FMT.clear()
-        s = _FMT[x] = fmt(x)
-    return s
-
-
 def line_fields(
     wd: WindowDemand,
     si: int,
@@ -500,11 +480,11 @@ def line_fields(
     unit = st.unit
     codes = list(dict.fromkeys([c for c, _ in reasons]))
     plural = "" if packs == 1 else "s"
-    head = f"Order {packs} pack{plural} ({_fmt(qty)} {unit or 'units'})" if packs else "No order"
+    head = f"Order {packs} pack{plural} ({fmt(qty)} {unit or 'units'})" if packs else "No order"
     explanation = (
-        f"{head}: {st.window_txt}; position {_fmt(ip)} = on hand {_fmt(pos.on_hand)} + on order "
-        f"{_fmt(pos.on_order)} - committed {_fmt(pos.committed)}; need {_fmt(decision.need_units)} "
-        f"= {_fmt(decision.need_units / pack)} packs of {st.pack_txt}"
+        f"{head}: {st.window_txt}; position {fmt(ip)} = on hand {fmt(pos.on_hand)} + on order "
+        f"{fmt(pos.on_order)} - committed {fmt(pos.committed)}; need {fmt(decision.need_units)} "
+        f"= {fmt(decision.need_units / pack)} packs of {st.pack_txt}"
         + "".join([f"; {t}" for _, t in reasons])
         + "."
     )

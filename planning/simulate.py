@@ -8,10 +8,11 @@ with different forecasts, so the gaps between them are the forecasts' value; ``i
 own forecast records through its own order rule.
 
 Forecasts are issued as of each order day (no look-ahead): ``ours`` refits LightGBM every ``refit_days`` on the
-history up to the day before and re-forecasts every day from the newest data with the fitted trees; its dispersion,
-window calibration (level factor and shared variance per product, and the level variance a store's pooled products
-share: ``training.calibration``, the functions ``train`` fits on its backtest) are fitted on the out-of-sample windows of the ``calib_days`` before the period,
-forecast the same way, against latent demand (censored days unconstrained, ``training.data``). A product sells only
+history up to the day before and re-forecasts every day from the newest data with the fitted trees; its dispersion
+and window calibration (level factor and shared variance per product, and the level variance a store's pooled
+products share: ``training.calibration``, the functions ``train`` fits on its backtest) are fitted on the
+out-of-sample windows of the ``calib_days`` before the period, forecast the same way, against latent demand
+(censored days unconstrained, ``training.data``). A product sells only
 while every material of its recipe is in stock; stockout hours come from the hourly demand profile. The engine sees
 each series' receipts of the last shelf life, so it can tell stock about to expire from fresh stock.
 """
