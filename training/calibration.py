@@ -8,9 +8,10 @@ measured on the backtest's out-of-sample windows and corrected with ``forecastin
 
 * a level factor and a shared level variance per product (shrunk towards 1 by ``prior_units`` pseudo-units, so a
   product with little evidence stays as forecast; ``fit_window_calibration``);
-* a level variance common to a store's *pooled* products (those that share materials with many others: drinks
-  through beans, milk and cups), fitted on store totals (``fit_common_variance``). Products ordered one to one (ready
-  food, a POS import without a bill of materials) keep their own level.
+* a level variance common to a store's *pooled* products (those that share a material with many others), fitted
+  on store totals (``fit_common_variance``). In the default catalog that is every product (napkins and order labels
+  go with each item: footfall moves drinks and food alike); on a source without a bill of materials (a POS import,
+  materials = products one to one) no product is pooled and each keeps its own level.
 
 The replay in ``planning/simulate.py`` fits the same corrections the same way on the windows before its period.
 """
