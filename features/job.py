@@ -221,8 +221,18 @@ def plan_window(conn, ctx: Context, cfg: FeaturesConfig, fstore: FeatureStore, s
 
 def build_manifest(engine: Engine, src: extract.Source, cfg: FeaturesConfig, *, end: date, first_date: date, last,
                    shash: str, horizons: list[int], built: list[str], summary: dict[str, Any],
-                   rows_by_month: dict[str, dict[str, int]], censored: dict, q_on_disk: dict[str, int]) -> dict:
-    """The manifest training logs with every run (same for the local and the Dask build)."""
+                   rows_by_month: dict[str, dict[str, int]], censored: dict, q_on_disk: dict[str, int],
+                   products: pd.DataFrame | None = None) -> dict:
+    """The manifest training logs with every run (same for the local and the Dask build).
+
+    ``products`` (id, category, launch and retire dates) is the menu as of the build: the batch forecast needs it
+    for products that launch after the last day of sales, which have no series yet.
+    """
+    menu = [] if products is None else [
+        {"product_id": int(r.product_id), "category": None if pd.isna(r.category) else str(r.category),
+         "launch_date": None if pd.isna(r.launch_date) else pd.Timestamp(r.launch_date).date().isoformat(),
+         "retire_date": None if pd.isna(r.retire_date) else pd.Timestamp(r.retire_date).date().isoformat()}
+        for r in products.itertuples(index=False)]
     return {
         "format": 1,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -241,6 +251,7 @@ def build_manifest(engine: Engine, src: extract.Source, cfg: FeaturesConfig, *, 
         "quarantine": {r: n for r, n in q_on_disk.items() if n},
         "config": cfg.model_dump(),
         "last_run": {k: summary[k] for k in ("mode", "window", "seconds", "quarantined", "lines_read")},
+        "products": menu,
     }
 
 
@@ -285,7 +296,8 @@ def finish_build(engine: Engine, src: extract.Source, cfg: FeaturesConfig, ctx: 
     }
     manifest = build_manifest(engine, src, cfg, end=end, first_date=first_date, last=last, shash=shash,
                               horizons=horizons, built=built, summary=summary,
-                              rows_by_month=rows_by_month, censored=censored, q_on_disk=q_on_disk)
+                              rows_by_month=rows_by_month, censored=censored, q_on_disk=q_on_disk,
+                              products=ctx.products)
     staging.commit(not incremental, manifest, DATASETS)
     return summary
 

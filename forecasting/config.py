@@ -161,6 +161,15 @@ class WindowCalibrationConfig(_Section):
     max_factor: float = Field(1.5, gt=0)
 
 
+class LaunchConfig(_Section):
+    """Products launching with no series yet: forecast as the mean of their category in the store
+    (``training.launch``)."""
+
+    enabled: bool = True
+    factor: float = Field(1.0, gt=0, le=5)  # launch demand relative to the category's average product
+    grace_days: int = Field(7, ge=0, le=56)  # launched this many days ago without a sale in a store: still cloned
+
+
 class TrainingConfig(_Section):
     """Models, backtest and tracking defaults (see training/)."""
 
@@ -191,6 +200,7 @@ class TrainingConfig(_Section):
     censored_min_share: float = Field(0.3, ge=0, le=1)
     censored_weight: float = Field(1.0, ge=0, le=1)
     calibration: WindowCalibrationConfig = Field(default_factory=WindowCalibrationConfig)
+    launch: LaunchConfig = Field(default_factory=LaunchConfig)
     experiment: str = "replenishment"
     registry_name: str = "replenishment-forecaster"
     promote: PromoteRule = Field(default_factory=PromoteRule)

@@ -491,13 +491,20 @@ class OurForecasts(_FrameForecasts):
 
     def __call__(self, day: date) -> pd.DataFrame:
         from training.batch import lgbm_forecast_from
+        from training.launch import launch_means
 
         refit = self.settings.planning.simulation.refit_days
         age = (day - self.start).days
         origin = pd.Timestamp(self.start - timedelta(days=1) + timedelta(days=refit * (age // refit)))
         model = self._fit(origin)
         cutoff = pd.Timestamp(day - timedelta(days=1))
-        means = lgbm_forecast_from(model, self.frame.until(cutoff), HORIZON)
+        upto = self.frame.until(cutoff)
+        means = lgbm_forecast_from(model, upto, HORIZON)
+        keyed = means.rename(columns={self.name: "mean"}).merge(self.keys, left_on="unique_id", right_index=True)
+        launches = launch_means(upto, keyed, HORIZON, self.cfg.launch)  # as the batch forecast does
+        if len(launches):
+            means = pd.concat([means, launches.rename(columns={"mean": self.name})[["unique_id", "ds", self.name]]],
+                              ignore_index=True)
         week = pd.Timestamp(self.start - timedelta(days=1) + timedelta(days=7 * (age // 7)))
         return self._apply_calibration(self.finish(means, self.name, week, self.params, cutoff))
 

@@ -163,6 +163,8 @@ def test_manifest_and_pandas_readback(built):
     assert {n: v["rows"] for n, v in m["datasets"].items()} == summary["rows"]
     assert len(m["schema_hash"]) == 16 and m["source"]["dialect"] == "sqlite"
     assert "demand_truth" not in m["source"]["tables"]
+    menu = {p["product_id"]: p for p in m["products"]}  # the menu, for launches the batch forecast clones
+    assert set(menu) >= {101, 102, 103, 104} and all("launch_date" in p and "category" in p for p in menu.values())
     raw = pd.read_parquet(fs.path / "hourly")
     assert len(raw) == summary["rows"]["hourly"]
     assert raw["date"].dtype == "datetime64[ns]" and isinstance(raw["month"].dtype, pd.CategoricalDtype)

@@ -27,6 +27,7 @@ from training.blend import apply_weights
 from training.calibration import WindowCalibration
 from training.data import ModelFrame, SegmentRule, segment_series
 from training.forecaster import DemandForecaster, components, kind_weights
+from training.launch import launch_means
 from training.models import LGBMModel, StatsModels, future_frame, same_weekday_mean
 
 NEW_DF_DAYS = 120  # history handed to the fitted trees: the longest lag/rolling feature needs 35 days; EWM decays
@@ -127,6 +128,9 @@ def forecast_from(forecaster: DemandForecaster, frame: ModelFrame, h: int | None
     mean = parts[["unique_id", "ds", "segment"]].assign(mean=apply_weights(parts, weights))
     keys = frame.df.drop_duplicates("unique_id").set_index("unique_id")[["store_id", "product_id"]]
     out = mean.merge(keys, left_on="unique_id", right_index=True)
+    launches = launch_means(frame, out, h, cfg.launch)  # on the menu soon, no series yet: cloned from like items
+    if len(launches):
+        out = pd.concat([out, launches], ignore_index=True)
     return with_uncertainty(out, forecaster.uncertainty, frame.last_date, cfg.quantiles,
                             getattr(forecaster, "calibration", None))
 
