@@ -28,8 +28,10 @@ from pathlib import Path
 
 import yaml
 
+from forecasting.config import shared_data_path
+
 ROOT = Path(__file__).resolve().parent.parent
-MAVEN = Path("/work/shared/data/maven_coffee_shop_sales.csv.gz")
+MAVEN = shared_data_path("maven_coffee_shop_sales.csv.gz")
 MAPPING = ROOT / "configs" / "sources" / "maven_coffee.yaml"
 OVERLAY = ROOT / "configs" / "maven.yaml"
 METRICS = ("wape", "mase", "bias", "coverage_80", "coverage_95")

@@ -374,6 +374,13 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
         raise ConfigError(format_validation_error(exc, "configuration")) from None
 
 
+def shared_data_path(name: str) -> Path:
+    """A file of the shared data next to the repository (``../shared/data/NAME``), never copied into it;
+    ``REPLENISH_SHARED_DATA`` names another folder."""
+    base = os.environ.get("REPLENISH_SHARED_DATA")
+    return (Path(base) if base else PROJECT_ROOT.parent / "shared" / "data") / name
+
+
 def resolve_path(path: str | Path) -> Path:
     """Config paths are relative to the project root, so commands work from any working directory."""
     p = Path(path)

@@ -19,8 +19,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from forecasting.config import shared_data_path
+
 ROOT = Path(__file__).resolve().parent.parent
-MAVEN = Path("/work/shared/data/maven_coffee_shop_sales.csv.gz")
+MAVEN = shared_data_path("maven_coffee_shop_sales.csv.gz")
 MAPPING = ROOT / "configs" / "sources" / "maven_coffee.yaml"
 OVERLAY = ROOT / "configs" / "maven.yaml"
 pytestmark = pytest.mark.skipif(not MAVEN.is_file(), reason=f"acceptance data {MAVEN} not present")

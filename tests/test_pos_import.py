@@ -12,12 +12,13 @@ import pytest
 import yaml
 from sqlalchemy import func, inspect, select
 
+from forecasting.config import shared_data_path
 from forecasting.db import open_source
 from forecasting.errors import ConfigError, DataError
 from forecasting.pos import import_pos, load_mapping
 
 ROOT = Path(__file__).resolve().parent.parent
-MAVEN = Path("/work/shared/data/maven_coffee_shop_sales.csv.gz")
+MAVEN = shared_data_path("maven_coffee_shop_sales.csv.gz")
 MAPPING = ROOT / "configs" / "sources" / "maven_coffee.yaml"
 pytestmark = pytest.mark.skipif(not MAVEN.is_file(), reason=f"acceptance data {MAVEN} not present")
 
