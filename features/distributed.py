@@ -32,8 +32,7 @@ from features.job import (
     _now,
     build_chunk,
     finish_build,
-    month_chunks,
-    plan_window,
+    open_build,
     utc_bounds,
 )
 from features.registry import dataset_schema, schema_hash
@@ -165,12 +164,8 @@ def build_features_dask(engine: Engine, schema: SourceSchema, out_dir: str, unti
     horizons = sorted({int(h) for h in cfg.incumbent_horizons})
     shash = schema_hash(horizons)
     with engine.connect() as conn:
-        ctx = Context(conn, src, cfg, now)
-        first_date, last, end, prev, incremental, start = plan_window(conn, ctx, cfg, fstore, shash, until, full)
-        chunks = month_chunks(start, end)
-        if progress:
-            progress("ireplenishment history", 0, len(chunks))
-        ctx.load_history(conn, start, end)
+        ctx, window, chunks = open_build(conn, src, cfg, fstore, shash, until, full, now, progress)
+        incremental = window[4]
         fut_lines = extract.future_lines(conn, src, ctx.statuses, now)
 
     names = [n for n in DATASETS if n != "inventory_daily" or inventory.has_inventory(src)]
@@ -206,8 +201,8 @@ def build_features_dask(engine: Engine, schema: SourceSchema, out_dir: str, unti
         censor_by_month = dict(sorted(censor_by_month.items()))
         if progress:
             progress("features", len(chunks), len(chunks))
-        summary = finish_build(engine, src, cfg, ctx, fstore, staging, q, fut_lines, window=(first_date, last, end,
-                               prev, incremental, start), shash=shash, horizons=horizons,
+        summary = finish_build(engine, src, cfg, ctx, fstore, staging, q, fut_lines, window=window, shash=shash,
+                               horizons=horizons,
                                rows_by_month=rows_by_month, censor_by_month=censor_by_month, t0=t0,
                                extra={"engine": "dask", "partitions": len(chunks) * (len(groups) + 1)})
     except BaseException:

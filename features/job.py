@@ -219,6 +219,21 @@ def plan_window(conn, ctx: Context, cfg: FeaturesConfig, fstore: FeatureStore, s
     return first_date, last, end, prev, incremental, start
 
 
+def open_build(conn, src: extract.Source, cfg: FeaturesConfig, fstore: FeatureStore, shash: str,
+               until: date | None, full: bool, now: datetime,
+               progress: Progress | None) -> tuple[Context, tuple, list[tuple[date, date]]]:
+    """Dimensions, the window to (re)build, its month chunks and the ireplenishment history: the start of a build,
+    the same for the local and the Dask build. Returns (context, ``plan_window``'s tuple, chunks)."""
+    ctx = Context(conn, src, cfg, now)
+    window = plan_window(conn, ctx, cfg, fstore, shash, until, full)
+    end, start = window[2], window[5]
+    chunks = month_chunks(start, end)
+    if progress:
+        progress("ireplenishment history", 0, len(chunks))
+    ctx.load_history(conn, start, end)
+    return ctx, window, chunks
+
+
 def build_manifest(engine: Engine, src: extract.Source, cfg: FeaturesConfig, *, end: date, first_date: date, last,
                    shash: str, horizons: list[int], built: list[str], summary: dict[str, Any],
                    rows_by_month: dict[str, dict[str, int]], censored: dict, q_on_disk: dict[str, int],
@@ -318,13 +333,8 @@ def build_features(engine: Engine, schema: SourceSchema, out_dir: str, until: da
     horizons = sorted({int(h) for h in cfg.incumbent_horizons})
     shash = schema_hash(horizons)
     with engine.connect() as conn:
-        ctx = Context(conn, src, cfg, now)
-        first_date, last, end, prev, incremental, start = plan_window(conn, ctx, cfg, fstore, shash, until, full)
-        chunks = month_chunks(start, end)
-
-        if progress:
-            progress("ireplenishment history", 0, len(chunks))
-        ctx.load_history(conn, start, end)
+        ctx, window, chunks = open_build(conn, src, cfg, fstore, shash, until, full, now, progress)
+        incremental = window[4]
         q = Quarantine()
         staging = Staging(fstore)
         rows_by_month: dict[str, dict[str, int]] = {d: {} for d in DATASETS}
@@ -353,8 +363,8 @@ def build_features(engine: Engine, schema: SourceSchema, out_dir: str, until: da
             if progress:
                 progress("features", len(chunks), len(chunks))
             fut = extract.future_lines(conn, src, ctx.statuses, now)
-            summary = finish_build(engine, src, cfg, ctx, fstore, staging, q, fut, window=(first_date, last, end,
-                                   prev, incremental, start), shash=shash, horizons=horizons,
+            summary = finish_build(engine, src, cfg, ctx, fstore, staging, q, fut, window=window, shash=shash,
+                                   horizons=horizons,
                                    rows_by_month=rows_by_month, censor_by_month=censor_by_month, t0=t0)
         except BaseException:
             staging.discard()

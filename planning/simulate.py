@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -71,8 +71,6 @@ class World:
     hour_shares: np.ndarray  # (n, D, H)
     truth: pd.DataFrame | None  # store_id, product_id, date, expected_qty (oracle)
     recipes: Recipes  # product demand and recipe columns: a drink needs every material of its recipe
-    categories: dict[int, str] = field(default_factory=dict)  # product_id -> t_product.category
-    drinks: frozenset[int] = frozenset()  # t_product.is_drink: the products whose store level is shared
 
     @property
     def start(self) -> date:
@@ -236,13 +234,6 @@ def build_world(
                 pipeline[k, int(i)] += float(r.q)
 
     hour_shares = _hour_shares(engine, schema, have, stores, store_ids, days)
-    categories: dict[int, str] = {}
-    drinks: frozenset[int] = frozenset()
-    if "products" in have:
-        t_p = schema["products"]
-        cats = read(engine, select(t_p.c.product_id, t_p.c.category, t_p.c.is_drink))
-        categories = {int(k): str(v) for k, v in zip(cats["product_id"], cats["category"], strict=True)}
-        drinks = frozenset(int(k) for k in cats.loc[cats["is_drink"].astype(bool), "product_id"])
     uniq = np.unique(store_ids)
     products = np.sort(bom["product_id"].unique())
     units = np.zeros((len(uniq), len(products), D))
@@ -259,7 +250,7 @@ def build_world(
         materials=materials, bom=bom, suppliers=suppliers, schedules=[scheds[int(x)] for x in sup], supplier_of=sup,
         life=life, pack=mat_idx.loc[material_ids, "pack_size"].to_numpy(float), start_on_hand=start_on_hand,
         start_pipeline=pipeline, costs=[costs_by[int(m)] for m in material_ids], qpu=qpu,
-        hour_shares=hour_shares, truth=truth, recipes=recipes, categories=categories, drinks=drinks,
+        hour_shares=hour_shares, truth=truth, recipes=recipes,
     )
 
 
@@ -392,12 +383,11 @@ class OurForecasts(_FrameForecasts):
     name = "lightgbm"
 
     def __init__(self, settings: Settings, frame, start: date, progress: Progress,
-                 bom: pd.DataFrame | None = None, drinks: frozenset[int] = frozenset()) -> None:
+                 bom: pd.DataFrame | None = None) -> None:
         super().__init__(settings, frame, start, progress)
         from training.backtest import lgbm_params
 
         self.bom = bom  # which products share their store's level: as `train` decides it (training.calibration)
-        self.drinks = drinks
         from training.pipeline import read_tuned
 
         self.params_lgbm = lgbm_params(self.cfg, read_tuned(self.cfg))
@@ -455,7 +445,7 @@ class OurForecasts(_FrameForecasts):
         cal["horizon"] = (cal["ds"] - cal["cutoff"]).dt.days
         params = fit_uncertainty(cal, [col])[col]
         win = window_table(cal, self.frame.df, col, params, W)
-        pooled = pooled_products(self.bom) if self.bom is not None else self.drinks
+        pooled = pooled_products(self.bom)
         late = (win["cutoff"] >= first + pd.Timedelta(days=(sim.calib_days - W + 1) // 2)).to_numpy()
         early = fit_windows(win[~late], self.cfg.calibration, pooled)
         f, b = factor_arrays(early.factors, win["product_id"])
@@ -730,7 +720,7 @@ def _policy(name: str) -> Any:
     if name == "seasonal_naive":
         return EnginePolicy(w, SeasonalNaiveForecasts(settings, frame, w.start, say), settings, name)
     if name == "ours":
-        return EnginePolicy(w, OurForecasts(settings, frame, w.start, say, w.bom, w.drinks), settings, name)
+        return EnginePolicy(w, OurForecasts(settings, frame, w.start, say, w.bom), settings, name)
     raise DataError(f"unknown policy {name!r}: choose from {', '.join(POLICIES)}")
 
 
