@@ -97,35 +97,27 @@ class SourceReader:
     def store_inventory(self, store_id: int, position_date: date, lookback_days: int) -> tuple[pd.DataFrame,
                                                                                                  pd.DataFrame]:
         """One store's counts in the lookback window and its replenishment orders (open or recently received)."""
-        s = self.schema
-        inv, od = s["inventory_snapshots"], s["replenishment_orders"]
-        lo = position_date - timedelta(days=lookback_days)
-        counts = self._read(
-            select(inv.c.store_id, inv.c.material_id, inv.c.snapshot_date, inv.c.on_hand_qty, inv.c.waste_qty)
-            .where(inv.c.store_id == store_id, inv.c.snapshot_date >= lo, inv.c.snapshot_date <= position_date),
-            "inventory counts",
-        )
-        orders = self._read(
-            select(od.c.order_no, od.c.store_id, od.c.material_id, od.c.ordered_on, od.c.qty, od.c.expected_delivery,
-                   od.c.received_on, od.c.received_qty, od.c.status)
-            .where(od.c.store_id == store_id, or_(od.c.received_on.is_(None), od.c.received_on >= lo)),
-            "replenishment orders",
-        )
-        return counts, orders
+        return self.inventory_since(position_date - timedelta(days=lookback_days), position_date, store_id)
 
-    def inventory_since(self, lo: date, hi: date) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Every store's counts dated ``lo``..``hi`` and its orders open or received on/after ``lo`` (two queries)."""
+    def inventory_since(self, lo: date, hi: date, store_id: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Counts dated ``lo``..``hi`` and orders open or received on/after ``lo``, of every store or of
+        ``store_id`` (two queries)."""
         s = self.schema
         inv, od = s["inventory_snapshots"], s["replenishment_orders"]
+        inv_where = [inv.c.snapshot_date >= lo, inv.c.snapshot_date <= hi]
+        od_where = [or_(od.c.received_on.is_(None), od.c.received_on >= lo)]
+        if store_id is not None:
+            inv_where.append(inv.c.store_id == store_id)
+            od_where.append(od.c.store_id == store_id)
         counts = self._read(
             select(inv.c.store_id, inv.c.material_id, inv.c.snapshot_date, inv.c.on_hand_qty, inv.c.waste_qty)
-            .where(inv.c.snapshot_date >= lo, inv.c.snapshot_date <= hi),
+            .where(*inv_where),
             "inventory counts",
         )
         orders = self._read(
             select(od.c.order_no, od.c.store_id, od.c.material_id, od.c.ordered_on, od.c.qty, od.c.expected_delivery,
                    od.c.received_on, od.c.received_qty, od.c.status)
-            .where(or_(od.c.received_on.is_(None), od.c.received_on >= lo)),
+            .where(*od_where),
             "replenishment orders",
         )
         return counts, orders
