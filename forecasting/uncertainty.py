@@ -116,8 +116,13 @@ def window_quantiles(
 def window_variance(mean, alpha: float, shared: float = 0.0) -> float:
     """Closed-form variance of a window total (checks the simulation; cheap for many series)."""
     mu = np.asarray(mean, dtype=float)
-    m, q = mu.sum(), (mu * mu).sum()
-    return float(m + alpha * q + shared * (m * m - q))
+    return float(moment_variance(mu.sum(), (mu * mu).sum(), alpha, shared))
+
+
+def moment_variance(mean_sum, mean_sq_sum, alpha, shared) -> np.ndarray:
+    """``window_variance`` from a window's sum and square sum of daily means (element-wise over many windows)."""
+    m, q = np.asarray(mean_sum, dtype=float), np.asarray(mean_sq_sum, dtype=float)
+    return m + np.asarray(alpha, dtype=float) * q + np.asarray(shared, dtype=float) * np.maximum(m * m - q, 0.0)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -164,8 +169,7 @@ def window_nb_quantile(mean_sum, mean_sq_sum, alpha, shared, q: float) -> np.nda
     A fast closed-form check of window coverage over many held-out windows (the engine itself samples paths).
     """
     m = np.maximum(np.asarray(mean_sum, dtype=float), _EPS)
-    qq = np.asarray(mean_sq_sum, dtype=float)
-    var = m + np.asarray(alpha, dtype=float) * qq + np.asarray(shared, dtype=float) * np.maximum(m * m - qq, 0.0)
+    var = moment_variance(m, mean_sq_sum, alpha, shared)
     over = np.maximum(var - m, 1e-9 * m)
     return nb_quantile(m, over / (m * m), q)
 

@@ -102,7 +102,7 @@ def fit_windows(win: pd.DataFrame, cfg: WindowCalibrationConfig, pooled: frozens
         al2, b2 = unc.raise_shared(alpha, base_b, b)
         m2, q2 = f * M, f * f * Q
         per = pd.DataFrame({"store_id": win["store_id"].to_numpy(), "cutoff": win["cutoff"].to_numpy(), "A": A,
-                            "M": m2, "V": m2 + al2 * q2 + b2 * (m2 * m2 - q2), "P2": m2 * m2})
+                            "M": m2, "V": unc.moment_variance(m2, q2, al2, b2), "P2": m2 * m2})
         per = per[win["product_id"].isin(pooled).to_numpy()]
         st = per.groupby(["store_id", "cutoff"])[["A", "M", "V", "P2"]].sum()
         store_c = unc.fit_common_variance(st["A"], st["M"], st["V"], st["P2"])
