@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from forecasting.errors import ConfigError
 
@@ -205,14 +205,6 @@ class TrainingConfig(_Section):
     registry_name: str = "replenishment-forecaster"
     promote: PromoteRule = Field(default_factory=PromoteRule)
     tune: TuneConfig = Field(default_factory=TuneConfig)
-
-    @model_validator(mode="after")
-    def _month_lags_known(self) -> TrainingConfig:
-        """Month-lag features read sales up to 28 days before the day (training.models): a longer horizon would
-        need sales not yet seen."""
-        if self.month_lags and self.horizon > 28:
-            raise ValueError(f"month_lags need horizon <= 28 (got {self.horizon})")
-        return self
 
 
 class ServingConfig(_Section):

@@ -160,3 +160,12 @@ def test_direct_strategy_sees_the_target_weekday():
     for p in preds.values():
         sat = p["ds"].dt.dayofweek == 5
         assert p.loc[sat, "lightgbm"].mean() > 2.2 * p.loc[~sat, "lightgbm"].mean()
+
+
+def test_month_lags_refuse_a_horizon_they_cannot_see():
+    from forecasting.errors import ConfigError
+    from training.models import MONTH_LAG_INFO_DAYS, LGBMModel
+
+    with pytest.raises(ConfigError, match="known only"):
+        LGBMModel(horizon=MONTH_LAG_INFO_DAYS + 1, month_lags=[1])
+    assert LGBMModel(horizon=MONTH_LAG_INFO_DAYS, month_lags=[1]).month_lags == [1]
