@@ -19,14 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecasting import uncertainty as unc
 from forecasting.config import Settings, resolve_path
 from forecasting.errors import DataError
 from forecasting.forecast_cache import write_cache
 from training.blend import apply_weights
 from training.calibration import WindowCalibration
 from training.data import ModelFrame, SegmentRule, segment_series
-from training.forecaster import DemandForecaster, components, kind_weights
+from training.forecaster import DemandForecaster, attach_uncertainty, components, kind_weights
 from training.launch import launch_means
 from training.models import LGBMModel, StatsModels, future_frame, same_weekday_mean
 
@@ -144,17 +143,9 @@ def with_uncertainty(
     With the model's ``calibration`` (``training.calibration``) the means, the shared variance and the store level
     are corrected first, so the quantiles, the cache and every proposal use the calibrated distribution.
     """
-    out = means.copy()
-    fallback = params.get("all", (0.3, 0.0))
-    p = out["segment"].map(lambda s: params.get(s, fallback))
-    out["dispersion"] = [float(a) for a, _ in p]
-    out["shared_dispersion"] = [float(min(b, a)) for a, b in p]
-    if calibration is not None:
-        out = calibration.apply(out)
+    out = attach_uncertainty(means, params, quantiles, calibration)
     out["date"] = pd.to_datetime(out.pop("ds"))
     out["horizon"] = (out["date"] - pd.Timestamp(last_date)).dt.days
-    for q in quantiles:
-        out[f"q{q}"] = unc.nb_quantile(out["mean"].to_numpy(), out["dispersion"].to_numpy(), q)
     cols = ["store_id", "product_id", "date", "horizon", "segment", "mean", "dispersion", "shared_dispersion",
             *(["store_dispersion"] if "store_dispersion" in out else []), *[f"q{q}" for q in quantiles]]
     out["store_id"] = out["store_id"].astype(int)

@@ -54,6 +54,25 @@ def needs(weights: Weights) -> tuple[bool, bool, bool]:
     return lg, ets or bool(used & set(STAT_COMPONENTS)), ets
 
 
+def attach_uncertainty(rows: pd.DataFrame, params: dict[str, tuple[float, float]], quantiles: list[float],
+                       calibration=None) -> pd.DataFrame:
+    """``dispersion`` / ``shared_dispersion`` by segment (``all`` as fallback), the window calibration when the
+    model has one (``training.calibration``: means, shared variance, store level), then NB quantiles ``q..``.
+
+    One place for the model's predictive distribution: the pyfunc's ``predict`` and the batch forecast both use it.
+    """
+    out = rows.copy()
+    fallback = params.get("all", (0.3, 0.0))
+    p = out["segment"].map(lambda s: params.get(s, fallback))
+    out["dispersion"] = [float(a) for a, _ in p]
+    out["shared_dispersion"] = [float(min(b, a)) for a, b in p]
+    if calibration is not None:
+        out = calibration.apply(out)
+    for q in quantiles:
+        out[f"q{q}"] = unc.nb_quantile(out["mean"].to_numpy(), out["dispersion"].to_numpy(), q)
+    return out
+
+
 class DemandForecaster:
     """Fit on a ModelFrame; ``predict`` forecasts ``h`` days after the last date for every active series.
 
@@ -132,14 +151,8 @@ class DemandForecaster:
         mean = mean.merge(self.keys_, left_on="unique_id", right_index=True)
         mean["horizon"] = (mean["ds"] - self.last_date_).dt.days
         mean["segment"] = mean["unique_id"].map(self.segments_).fillna("fast")
-        p = mean["segment"].map(lambda s: self.uncertainty.get(s, self.uncertainty["all"]))
-        mean["alpha"] = [a for a, _ in p]
-        mean["shared"] = [b for _, b in p]
-        if getattr(self, "calibration", None) is not None:  # as the batch forecast applies it (training.batch)
-            cal = self.calibration.apply(mean.rename(columns={"alpha": "dispersion", "shared": "shared_dispersion"}))
-            mean["mean"], mean["alpha"], mean["shared"] = cal["mean"], cal["dispersion"], cal["shared_dispersion"]
-        for q in self.cfg.quantiles:
-            mean[f"q{q}"] = unc.nb_quantile(mean["mean"].to_numpy(), mean["alpha"].to_numpy(), q)
+        mean = attach_uncertainty(mean, self.uncertainty, self.cfg.quantiles, getattr(self, "calibration", None))
+        mean = mean.rename(columns={"dispersion": "alpha", "shared_dispersion": "shared"})
         cols = ["unique_id", "store_id", "product_id", "ds", "horizon", "segment", "mean",
                 *[f"q{q}" for q in self.cfg.quantiles], "alpha", "shared"]
         return mean[cols].sort_values(["unique_id", "ds"], ignore_index=True)
