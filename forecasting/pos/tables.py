@@ -2,44 +2,24 @@
 
 Why derived this way: a POS log only records sales, so master data is inferred from them (a store opens on its
 first sale, a product launches on its first sale, its list price is the price it usually sold at) and the
-replenishment side gets one material per product so downstream stages run without recipes.
+replenishment side gets one material per product so downstream stages run without recipes. Ids are the source's
+own integers, or dense ids from the stored key map (``keys.py``) for text keys.
 """
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 
-import numpy as np
 import pandas as pd
 
 from forecasting.errors import DataError
+from forecasting.pos.calendar import META_COUNTRY, META_SUBDIV
+from forecasting.pos.keys import KeyMap
 from forecasting.pos.mapping import PosMapping
 from forecasting.pos.reader import ValidatedLog
 
 INT32_MAX = 2**31 - 1
 INT63_MAX = 2**63 - 1
-
-
-def stable_ids(keys: pd.Series, max_id: int, what: str) -> pd.Series:
-    """Integer ids: the source's own when every key is an integer in range, else a hash of the key.
-
-    A hash (not a running number) keeps an id the same across re-imports, slices and later exports of the source.
-    """
-    codes, uniques = pd.factorize(keys, sort=False)
-    uniq = pd.Series(uniques, dtype="string")
-    as_int = pd.to_numeric(uniq.where(uniq.str.fullmatch(r"[+-]?\d{1,18}")), errors="coerce")
-    if len(uniq) and as_int.notna().all() and as_int.between(0, max_id).all() and as_int.nunique() == len(uniq):
-        ids = as_int.astype("int64").to_numpy()
-    else:
-        ids = np.array(
-            [int.from_bytes(hashlib.blake2b(str(k).encode(), digest_size=8).digest(), "big") % max_id + 1
-             for k in uniq],
-            dtype="int64",
-        )
-        if len(np.unique(ids)) != len(ids):
-            raise DataError(f"{what} ids collide after hashing; map an integer id column instead")
-    return pd.Series(ids[codes], index=keys.index, dtype="int64")
 
 
 def _mode(df: pd.DataFrame, key: str, value: str) -> pd.Series:
@@ -50,12 +30,14 @@ def _mode(df: pd.DataFrame, key: str, value: str) -> pd.Series:
     return counts.drop_duplicates(key).set_index(key)[value]
 
 
-def build_tables(log: ValidatedLog, m: PosMapping, source_file: str) -> dict[str, pd.DataFrame]:
-    """Logical table name -> rows (columns named as in forecasting.schema)."""
+def build_tables(log: ValidatedLog, m: PosMapping, source_file: str, keys: KeyMap | None = None
+                 ) -> dict[str, pd.DataFrame]:
+    """Logical table name -> rows (columns named as in forecasting.schema); ``source_keys``: the new key map rows."""
+    keys = keys or KeyMap()
     ln = log.lines.copy()
-    ln["store_id"] = stable_ids(ln["store"], INT32_MAX, "store")
-    ln["product_id"] = stable_ids(ln["product"], INT32_MAX, "product")
-    ln["order_id"] = stable_ids(ln["order_key"], INT63_MAX, "order")
+    ln["store_id"] = keys.ids(ln["store"], "store", INT32_MAX)
+    ln["product_id"] = keys.ids(ln["product"], "product", INT32_MAX)
+    ln["order_id"] = keys.ids(ln["order_key"], "order", INT63_MAX)
     ln["local_date"] = ln["local_ts"].dt.normalize()
     ln["hour"] = ln["local_ts"].dt.hour
     ln["unit_price"] = ln["unit_price"].round(2)
@@ -82,7 +64,7 @@ def build_tables(log: ValidatedLog, m: PosMapping, source_file: str) -> dict[str
         "uncategorized").str.slice(0, 50)
     products["subcategory"] = _mode(ln, "product_id", "subcategory").reindex(products.index).fillna("")
     products["list_price"] = _mode(ln, "product_id", "unit_price").reindex(products.index)
-    products["is_drink"] = m.is_drink.apply(products[m.is_drink.field]).astype(bool)
+    products["is_drink"] = m.is_drink.apply(products[m.is_drink.field]).astype(bool) if m.is_drink else False
     products["is_iced"] = m.is_iced.apply(products[m.is_iced.field]).astype(object) if m.is_iced else None
     retire = products["source_key"].map(m.retire_dates)
     products["retire_date"] = pd.to_datetime(retire)
@@ -139,5 +121,9 @@ def build_tables(log: ValidatedLog, m: PosMapping, source_file: str) -> dict[str
         "currency": m.currency,
         "materials": m.materials.mode,
     }
+    if m.holidays is not None:
+        meta[META_COUNTRY] = m.holidays.country
+        meta[META_SUBDIV] = m.holidays.subdivision or ""
     out["meta"] = pd.DataFrame({"key": list(meta), "value": list(meta.values())})
+    out["source_keys"] = keys.rows()
     return out
