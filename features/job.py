@@ -39,6 +39,7 @@ from features.validate import Quarantine, local_dates, write_quarantine
 from forecasting.config import PROJECT_ROOT, FeaturesConfig, load_settings
 from forecasting.db import safe_url
 from forecasting.errors import ConfigError, DataError
+from forecasting.pos.calendar import source_calendar
 from forecasting.schema import SourceSchema
 
 Progress = Callable[[str, int, int], None]
@@ -64,6 +65,9 @@ class Context:
         self.store_ids = self.stores["store_id"].tolist()
         self.product_ids = self.products["product_id"].tolist()
         self.dup_orders, self.dup_lines = extract.duplicate_keys(conn, src)
+        # The source's own calendar (stored by a POS import) wins over the configured default; both are checked.
+        self.holidays = source_calendar(conn, src.t("meta") if src.has("meta") else None, cfg.holiday_country,
+                                        cfg.holiday_subdiv)
         self.history: pd.DataFrame | None = None  # ireplenishment history preloaded for the job's window
 
     def load_history(self, conn: Connection, d0: date, d1: date) -> None:
@@ -161,7 +165,7 @@ def build_chunk(conn: Connection, ctx: Context, d0: date, d1: date, q: Quarantin
     hourly = hourly.merge(daily[DAILY_KEYS + ["censored"]], on=DAILY_KEYS, how="left")
     material = material_panel(daily, ctx.bom)
     daily = add_daily_features(daily, stores, ctx.products, ctx.campaigns, ctx.weather, d0, d1,
-                               ctx.cfg.holiday_country, ctx.cfg.holiday_subdiv)
+                               *ctx.holidays)
     return {"hourly": hourly, "daily": daily, "material_daily": material, "inventory_daily": inv}
 
 

@@ -1,17 +1,33 @@
-"""``replenish import-pos``: load a real store's point-of-sale log into the source schema."""
+"""``replenish import-pos``: load a real store's point-of-sale log into the source schema (or only show it)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 from replenish.common import console, emit_json, settings, source
 
 
+def _dry_source(db: str | None, cfg):
+    """The source for a dry run, read only: None when it is a SQLite file that does not exist (nothing to read,
+    and connecting would create it)."""
+    from forecasting.db import parse_url
+    from forecasting.schema import build_schema
+
+    url = parse_url(db or cfg.source.url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+            and not Path(url.database).is_file():
+        return None, build_schema(cfg.source.tables)
+    return source(db, cfg)
+
+
 def import_pos(
-    file: str = typer.Argument(..., help="The POS log: CSV, gzip CSV or Parquet (one row per sold line)."),
+    file: str = typer.Argument(..., help="The POS log: CSV, gzip CSV or Parquet (side tables: see the mapping)."),
     mapping: str = typer.Option(..., "--mapping", help="Source mapping YAML, e.g. configs/sources/maven_coffee.yaml."),
     db: str = typer.Option(None, "--db", help="Source database URL (default: configs/, or $REPLENISH_DB_URL)."),
     replace: bool = typer.Option(False, "--replace", help="Replace an existing history (in the same transaction)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Read, check and summarise the log; write nothing."),
     max_reject_share: float = typer.Option(
         None, "--max-reject-share", min=0.0, max=1.0, help="Override the mapping's limit on rejected rows (0..1)."
     ),
@@ -26,20 +42,27 @@ def import_pos(
 
     cfg = settings(config)
     m = load_mapping(mapping)
-    engine, schema = source(db, cfg)
-    report = run_import(file, m, engine, schema, replace=replace, max_reject_share=max_reject_share)
+    engine, schema = _dry_source(db, cfg) if dry_run else source(db, cfg)
+    report = run_import(file, m, engine, schema, replace=replace, max_reject_share=max_reject_share,
+                        dry_run=dry_run)
     if as_json:
         emit_json(report.to_dict())
         return
-    t = Table(title=f"import-pos {m.name} -> {report.database}", show_header=False)
-    counts = f"{report.rows_read:,} / {report.rows_loaded:,} / {report.rows_rejected:,}"
-    t.add_row("rows read / loaded / rejected", counts)
+    verb = "would import (dry run, nothing written)" if dry_run else "imported"
+    t = Table(title=f"import-pos {m.name} -> {report.database}: {verb}", show_header=False)
+    t.add_row("rows read", f"{report.rows_read:,} data rows ({report.blank_lines:,} blank lines skipped)")
+    for rule, n in report.filtered.items():
+        t.add_row(f"  removed by filter: {rule}", f"{n:,} lines")
+    t.add_row("lines kept / rejected", f"{report.rows_loaded:,} / {report.rows_rejected:,} of {report.lines_in:,}")
     for reason, n in report.rejected.items():
-        t.add_row(f"  rejected: {reason}", f"{n:,} (first: {report.first_rejected[reason]})")
+        t.add_row(f"  rejected: {reason}", f"{n:,} lines (first: {report.first_rejected[reason]})")
+    t.add_row("period (local dates)", f"{report.period[0]} .. {report.period[1]}")
     t.add_row("stores / products", f"{report.stores} / {report.products}")
-    t.add_row("orders / items / units", f"{report.orders:,} / {report.items:,} / {report.units:,}")
-    t.add_row("revenue", f"{report.revenue:,.2f}")
-    t.add_row("period (local)", f"{report.period[0]} .. {report.period[1]}")
+    t.add_row("orders / lines / units", f"{report.orders:,} orders / {report.items:,} lines / {report.units:,} pieces")
+    t.add_row("revenue", f"{report.revenue:,.2f} {m.currency}")
+    for i, p in enumerate(report.top_products, 1):
+        t.add_row(f"  top {i}: {p['name']}", f"{p['units']:,} pieces, {p['revenue']:,.2f} {m.currency}")
+    t.add_row("holiday calendar", report.holidays or "not in the mapping (configured default)")
     t.add_row("materials", report.materials)
     t.add_row("seconds", f"{report.seconds['total']:.1f}")
     console.print(t)

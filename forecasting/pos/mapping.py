@@ -203,14 +203,14 @@ class SideTable(FileSpec):
     file: str | None = None
     rows: list[dict[str, str | int | float | None]] | None = None
     key: str | list[str]
-    on: str | list[str] | None = None  # the lines' columns; default: the same names as key
+    lines_key: str | list[str] | None = None  # the lines' columns; default: the same names as key
 
     @model_validator(mode="after")
     def _source(self) -> SideTable:
         if (self.file is None) == (self.rows is None):
             raise ValueError("give either 'file' or 'rows'")
         if len(self.keys) != len(self.ons):
-            raise ValueError("'key' and 'on' name different numbers of columns")
+            raise ValueError("'key' and 'lines_key' name different numbers of columns")
         return self
 
     @property
@@ -219,7 +219,7 @@ class SideTable(FileSpec):
 
     @property
     def ons(self) -> list[str]:
-        on = self.key if self.on is None else self.on
+        on = self.key if self.lines_key is None else self.lines_key
         return [on] if isinstance(on, str) else list(on)
 
 

@@ -259,7 +259,7 @@ def _join(log: RawLog, side: SideTable, folder: Path, limit: int) -> RawLog:
     tab = _side_frame(side, folder, limit, log.name)
     df = log.frame
     _columns_missing(tab.name, tab.frame.columns, {f"tables.{side.name}.key": k for k in side.keys})
-    _columns_missing(log.name, df.columns, {f"tables.{side.name}.on": o for o in side.ons})
+    _columns_missing(log.name, df.columns, {f"tables.{side.name}.lines_key": o for o in side.ons})
     skey = _key(tab.frame, side.keys)
     twice = skey.duplicated()
     if twice.any():
@@ -478,11 +478,11 @@ def validate(log: RawLog, mapping: PosMapping, max_reject_share: float | None = 
         rej.flag(bad_bytes, f"undecodable text (not {mapping.encoding})")
     if log.dup is not None:
         rej.flag(log.dup >= 0, "exact duplicate line", pd.Series(log.dup, index=df.index).astype(str))
+    for fld, col in cols.required().items():
+        rej.flag(text[fld] == "", f"missing {col}")
     for reason, unmatched in log.unmatched.items():
         ons = reason.rsplit(" for ", 1)[1].split("+")
         rej.flag(unmatched, reason, _key(df, ons).str.replace(SEP, " / ", regex=False))
-    for fld, col in cols.required().items():
-        rej.flag(text[fld] == "", f"missing {col}")
 
     if cols.timestamp:
         fmt = _Formats(log, "timestamp_format", cols.timestamp, mapping.timezone)
@@ -606,5 +606,5 @@ def _check_share(log: ValidatedLog, limit: float) -> None:
         raise DataError(
             f"{log.name}: {log.first_rejected[reason]}: {reason}{_shown(log.first_value.get(reason))}; "
             f"{log.rows_rejected} of {log.lines_in} lines rejected ({share:.2%} > max_reject_share {limit:.2%}) "
-            f"[{by}]; nothing loaded"
+            f"(by reason: {by}); nothing loaded"
         )
