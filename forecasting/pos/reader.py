@@ -219,7 +219,7 @@ def _melt(log: RawLog, wide: Wide, m: PosMapping) -> RawLog:
     pieces = []
     for c in cols:
         text = _text(df[c])
-        qty = _numbers(df[c], m)
+        qty = _numbers(df[c], m, text)
         filled = (text != "").to_numpy()
         bad = filled & qty.isna().to_numpy()
         if filled.any() and bad[filled].all():
@@ -351,17 +351,25 @@ def _text(s: pd.Series) -> pd.Series:
     return s.astype("string").fillna("").str.strip()
 
 
-def _numbers(s: pd.Series, m: PosMapping | None = None) -> pd.Series:
-    """Finite numbers (NaN otherwise); text loses currency signs and spaces and follows the mapping's separators."""
+def _numbers(s: pd.Series, m: PosMapping | None = None, text: pd.Series | None = None) -> pd.Series:
+    """Finite numbers (NaN otherwise); text loses currency signs and spaces and follows the mapping's separators.
+
+    ``text`` is ``_text(s)`` when the caller has it already (it is the slow part)."""
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         out = s.astype(float)
     else:
-        t = _text(s).str.replace(_CURRENCY, "", regex=True)
-        if m is not None and m.thousands:
-            t = t.str.replace(m.thousands, "", regex=False)
-        if m is not None and m.decimal != ".":
-            t = t.str.replace(m.decimal, ".", regex=False)
-        parsed = pd.to_numeric(t, errors="coerce")
+        t = _text(s) if text is None else text
+        plain = m is None or (m.decimal == "." and not m.thousands)
+        parsed = pd.to_numeric(t, errors="coerce") if plain else pd.Series(np.nan, index=t.index)
+        redo = (parsed.isna() & (t != "")).to_numpy()
+        if redo.any():  # only the values that need cleaning: "0,90 €", "1 200", "$3.50"
+            c = t[redo].str.replace(_CURRENCY, "", regex=True)
+            if m is not None and m.thousands:
+                c = c.str.replace(m.thousands, "", regex=False)
+            if m is not None and m.decimal != ".":
+                c = c.str.replace(m.decimal, ".", regex=False)
+            parsed = parsed.astype(float)
+            parsed[redo] = pd.to_numeric(c, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         out = pd.Series(parsed.to_numpy(dtype=float, na_value=np.nan), index=s.index)
     with np.errstate(invalid="ignore"):
         return out.where(np.isfinite(out))
@@ -405,22 +413,22 @@ class _Formats:
         return out
 
 
-def _timestamps(s: pd.Series, fmts: list[str] | None, tz: str, f: _Formats) -> pd.Series:
+def _timestamps(s: pd.Series, fmts: list[str] | None, tz: str, f: _Formats, text: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(s):
         return _local_tz_naive(s, tz).astype("datetime64[ns]")
-    return f.parse(_text(s), fmts)
+    return f.parse(text, fmts)
 
 
-def _dates(s: pd.Series, fmts: list[str], f: _Formats) -> pd.Series:
+def _dates(s: pd.Series, fmts: list[str], f: _Formats, text: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(s):
         return s.dt.tz_localize(None).dt.normalize() if s.dt.tz is not None else s.dt.normalize()
     first = s.dropna().iloc[0] if s.notna().any() else None
     if isinstance(first, dt.date):
         return pd.to_datetime(s, errors="coerce")
-    return f.parse(_text(s), fmts).dt.normalize()
+    return f.parse(text, fmts).dt.normalize()
 
 
-def _times(s: pd.Series, fmts: list[str], f: _Formats) -> pd.Series:
+def _times(s: pd.Series, fmts: list[str], f: _Formats, text: pd.Series) -> pd.Series:
     """Time of day as a timedelta (NaT where unparseable)."""
     if pd.api.types.is_timedelta64_dtype(s):
         return s
@@ -430,7 +438,7 @@ def _times(s: pd.Series, fmts: list[str], f: _Formats) -> pd.Series:
     if isinstance(first, dt.time):
         secs = [np.nan if t is None else t.hour * 3600 + t.minute * 60 + t.second + t.microsecond / 1e6 for t in s]
         return pd.to_timedelta(pd.Series(secs, index=s.index), unit="s")
-    parsed = f.parse(_text(s), fmts)
+    parsed = f.parse(text, fmts)
     return parsed - parsed.dt.normalize()
 
 
@@ -486,13 +494,13 @@ def validate(log: RawLog, mapping: PosMapping, max_reject_share: float | None = 
 
     if cols.timestamp:
         fmt = _Formats(log, "timestamp_format", cols.timestamp, mapping.timezone)
-        local = _timestamps(df[cols.timestamp], mapping.timestamp_format, mapping.timezone, fmt)
+        local = _timestamps(df[cols.timestamp], mapping.timestamp_format, mapping.timezone, fmt, text["timestamp"])
         rej.flag(local.isna(), f"unparseable timestamp in {cols.timestamp}", text["timestamp"])
     else:
         assert cols.date is not None
-        day = _dates(df[cols.date], mapping.date_format, _Formats(log, "date_format", cols.date))
+        day = _dates(df[cols.date], mapping.date_format, _Formats(log, "date_format", cols.date), text["date"])
         rej.flag(day.isna(), f"unparseable date in {cols.date}", text["date"])
-        tod = _times(column("time"), mapping.time_format, _Formats(log, "time_format", label("time")))
+        tod = _times(column("time"), mapping.time_format, _Formats(log, "time_format", label("time")), text["time"])
         rej.flag(tod.isna() | (tod < pd.Timedelta(0)) | (tod >= pd.Timedelta(days=1)),
                  f"unparseable time in {label('time')}", text["time"])
         local = (day + tod).astype("datetime64[ns]")
@@ -506,13 +514,13 @@ def validate(log: RawLog, mapping: PosMapping, max_reject_share: float | None = 
              f"date outside {chk.earliest_date}..{latest} (checks.earliest_date / latest_date)", local)
 
     qcol, pcol = label("quantity"), label("price")
-    qty = _numbers(column("quantity"), mapping)
+    qty = _numbers(column("quantity"), mapping, text["quantity"])
     rej.flag(qty.isna(), f"unparseable quantity in {qcol}", text["quantity"])
     rej.flag(qty != qty.round(), f"non-integer quantity in {qcol}", text["quantity"])
     rej.flag(qty <= 0, f"non-positive quantity in {qcol}", text["quantity"])
     rej.flag(qty > chk.max_quantity, f"quantity above {chk.max_quantity:,} pieces (checks.max_quantity) in {qcol}",
              text["quantity"])
-    price = _numbers(column("price"), mapping)
+    price = _numbers(column("price"), mapping, text["price"])
     rej.flag(price.isna(), f"unparseable price in {pcol}", text["price"])
     rej.flag(price < 0, f"negative price in {pcol}", text["price"])
     unit_all = price if mapping.price_kind == "unit" else price / qty.where(qty > 0)
