@@ -85,13 +85,13 @@ class Columns(_Strict):
     Columns of joined side tables and the melted ``product`` / ``quantity`` of a wide log are named like any other.
     """
 
-    transaction_id: str | None = None
-    timestamp: str | None = None
-    date: str | None = None
+    transaction_id: ColumnRef | None = None
+    timestamp: ColumnRef | None = None
+    date: ColumnRef | None = None
     time: ColumnRef | None = None
     store_id: ColumnRef
     store_name: ColumnRef | None = None
-    product_id: str
+    product_id: ColumnRef
     product_name: ColumnRef | None = None
     category: ColumnRef | None = None
     subcategory: ColumnRef | None = None

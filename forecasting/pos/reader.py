@@ -246,17 +246,21 @@ def _key(df: pd.DataFrame, cols: list[str]) -> pd.Series:
     return key
 
 
-def _side_frame(side: SideTable, folder: Path, limit: int, lines: str) -> RawLog:
+def _side_frame(side: SideTable, folder: Path, limit: int) -> RawLog:
     if side.rows is not None:
         frame = pd.DataFrame(side.rows)
         return RawLog(f"tables.{side.name}.rows", frame, lambda i: f"row {i + 1}")
     path = Path(side.file or "")
-    return read_file(path if path.is_absolute() else folder / path, side, limit)
+    path = path if path.is_absolute() else folder / path
+    if not path.is_file():
+        raise DataError(f"tables.{side.name}.file: {path}: no such file (side-table files are read from the log's "
+                        "folder)")
+    return read_file(path, side, limit)
 
 
 def _join(log: RawLog, side: SideTable, folder: Path, limit: int) -> RawLog:
     """Many lines to one side-table row by key; unmatched lines are kept (and later rejected with a reason)."""
-    tab = _side_frame(side, folder, limit, log.name)
+    tab = _side_frame(side, folder, limit)
     df = log.frame
     _columns_missing(tab.name, tab.frame.columns, {f"tables.{side.name}.key": k for k in side.keys})
     _columns_missing(log.name, df.columns, {f"tables.{side.name}.lines_key": o for o in side.ons})
@@ -492,14 +496,14 @@ def validate(log: RawLog, mapping: PosMapping, max_reject_share: float | None = 
         ons = reason.rsplit(" for ", 1)[1].split("+")
         rej.flag(unmatched, reason, _key(df, ons).str.replace(SEP, " / ", regex=False))
 
-    if cols.timestamp:
-        fmt = _Formats(log, "timestamp_format", cols.timestamp, mapping.timezone)
-        local = _timestamps(df[cols.timestamp], mapping.timestamp_format, mapping.timezone, fmt, text["timestamp"])
-        rej.flag(local.isna(), f"unparseable timestamp in {cols.timestamp}", text["timestamp"])
+    if cols.timestamp is not None:
+        fmt = _Formats(log, "timestamp_format", label("timestamp"), mapping.timezone)
+        local = _timestamps(column("timestamp"), mapping.timestamp_format, mapping.timezone, fmt, text["timestamp"])
+        rej.flag(local.isna(), f"unparseable timestamp in {label('timestamp')}", text["timestamp"])
     else:
-        assert cols.date is not None
-        day = _dates(df[cols.date], mapping.date_format, _Formats(log, "date_format", cols.date), text["date"])
-        rej.flag(day.isna(), f"unparseable date in {cols.date}", text["date"])
+        fmt = _Formats(log, "date_format", label("date"))
+        day = _dates(column("date"), mapping.date_format, fmt, text["date"])
+        rej.flag(day.isna(), f"unparseable date in {label('date')}", text["date"])
         tod = _times(column("time"), mapping.time_format, _Formats(log, "time_format", label("time")), text["time"])
         rej.flag(tod.isna() | (tod < pd.Timedelta(0)) | (tod >= pd.Timedelta(days=1)),
                  f"unparseable time in {label('time')}", text["time"])
@@ -528,7 +532,7 @@ def validate(log: RawLog, mapping: PosMapping, max_reject_share: float | None = 
              f"(checks.max_unit_price) in {pcol}", text["price"])
 
     store = text["store_id"]
-    if cols.transaction_id:
+    if cols.transaction_id is not None:
         txn = text["transaction_id"]
         order_key = txn if mapping.transaction_scope == "global" else store + SEP + txn
     elif mapping.wide is not None:  # a wide log: each source row is one order
@@ -605,7 +609,8 @@ def _shown(value: object) -> str:
 
 def _check_share(log: ValidatedLog, limit: float) -> None:
     if log.rows_read == 0 or log.lines_in == 0:
-        filtered = f" ({sum(log.filtered.values())} removed by filters)" if log.filtered else ""
+        n = sum(log.filtered.values())
+        filtered = f" ({n} lines removed by filters)" if n else ""
         raise DataError(f"{log.name}: no data rows{filtered}")
     share = log.rows_rejected / log.lines_in
     if share > limit or log.lines.empty:
