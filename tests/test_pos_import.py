@@ -324,3 +324,15 @@ def test_timestamp_column_in_parquet_and_per_store_transactions(tmp_path, sqlite
     assert str(first.created_at) == "2023-01-01 12:06:11" and first.order_id == 1
     ids = _query(sqlite_url, lambda c, s: sorted(c.execute(select(s["orders"].c.order_id)).scalars()))
     assert ids == list(range(1, 501))
+
+
+def test_exact_duplicate_lines_are_not_loaded_twice(tmp_path, sqlite_url, head):
+    """Issue 12: a log whose lines all appear twice used to load with the units doubled."""
+    df = head.head(1000)
+    path = _write_csv(pd.concat([df, df]), tmp_path / "twice.csv")
+    with pytest.raises(DataError, match=r"line 1002: exact duplicate line \(repeats line 2\); 1000 of 2000 lines"):
+        _run(path, sqlite_url)
+    assert _totals(sqlite_url)["orders"] == 0
+    report = _run(path, sqlite_url, max_reject_share=0.5)
+    assert report.rejected == {"exact duplicate line": 1000}
+    _check_totals(sqlite_url, df)  # units as in the log, not doubled

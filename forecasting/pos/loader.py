@@ -142,6 +142,9 @@ def write_tables(engine: Engine, schema: SourceSchema, tables: dict[str, pd.Data
 
     The key map (``source_keys``) is not history: a replace keeps it, so re-imported keys keep their ids."""
     key_table(schema)
+    held = existing_history(engine, schema)
+    if held and not replace:  # before init_db, which would add the key table to an old source
+        raise _refuse_history(engine, held)
     init_db(engine, schema)
     with engine.begin() as conn:
         held = _held(conn, schema)
