@@ -529,8 +529,9 @@ def test_gzip_that_unpacks_past_the_limit(tmp_path, capsys, loaded):
     ({"filters": [{"column": "Item", "exclude": ["NONE"], "keep": ["x"]}]}, "give exactly one of keep, exclude"),
     ({"columns": {"date": "Date", "time": "Time"}}, "columns.store_id: Field required (+3 more: columns.product_id, "
                                                     "columns.quantity, columns.price)"),
+    ({"columns__store_id": [1]}, "columns.store_id: expected a column name, a number or {value: ...}"),
 ], ids=["bad-directive", "pm-with-24h", "no-directive", "unknown-key", "weekday", "subdivision", "filter",
-        "missing-columns"])
+        "missing-columns", "column-or-constant"])
 def test_bad_mapping_is_one_line(tmp_path, capsys, loaded, edit, expected):
     path, _ = bread_basket(tmp_path, days=2)
     msg = _refused(capsys, tmp_path, loaded, path, _variant(tmp_path, "bread_basket", **edit))

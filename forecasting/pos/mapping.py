@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from forecasting.config import format_validation_error, read_yaml, resolve_path
+from forecasting.config import read_yaml, resolve_path
 from forecasting.errors import ConfigError, DataError
 from forecasting.pos.calendar import check_calendar
 from forecasting.schedule import parse_cutoff, parse_weekdays
@@ -97,6 +97,12 @@ class Columns(_Strict):
     subcategory: ColumnRef | None = None
     quantity: ColumnRef
     price: ColumnRef
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _number_is_constant(cls, v: object) -> object:
+        """``quantity: 1`` means the constant 1 (a column name is text); ``{value: ...}`` is always a constant."""
+        return {"value": v} if isinstance(v, int | float) and not isinstance(v, bool) else v
 
     @model_validator(mode="after")
     def _when(self) -> Columns:
@@ -364,14 +370,23 @@ class PosMapping(FileSpec):
         return self
 
 
+_BRANCHES = {"str", "Const", "list[str]", "int", "float"}  # union members pydantic puts in an error's location
+
+
 def one_line(exc: ValidationError, origin: str) -> str:
-    """The first wrong field in full, then the others by name (``(+2 more: columns.quantity, columns.price)``)."""
-    first = format_validation_error(exc, origin)
-    errs = exc.errors()
-    if len(errs) < 2:
-        return first
-    others = ", ".join(".".join(str(p) for p in e["loc"]) or "(root)" for e in errs[1:6])
-    return first.rsplit(" (+", 1)[0] + f" (+{len(errs) - 1} more: {others}{', ...' if len(errs) > 6 else ''})"
+    """The first wrong field in full, then the others by name (``(+2 more: columns.quantity, columns.price)``).
+
+    A value that fits no member of a union (column name or constant) is reported once, for the field."""
+    errs: dict[str, str] = {}
+    for e in exc.errors():
+        loc = ".".join(str(p) for p in e["loc"] if str(p) not in _BRANCHES) or "(root)"
+        if "Const" in map(str, e["loc"]):
+            errs[loc] = "expected a column name, a number or {value: ...}"
+        errs.setdefault(loc, e["msg"])
+    (loc, msg), *rest = errs.items()
+    more = f" (+{len(rest)} more: {', '.join(r for r, _ in rest[:5])}{', ...' if len(rest) > 5 else ''})" \
+        if rest else ""
+    return f"{origin}: {loc}: {msg}{more}"
 
 
 def load_mapping(path: str | Path) -> PosMapping:
