@@ -92,8 +92,9 @@ def _too_big(name: str, limit: int, what: str) -> DataError:
                      "mapping if the file is real")
 
 
-def _read_bytes(path: Path, limit: int) -> bytes:
-    """The file's bytes, gunzipped in a stream that stops at ``limit`` (a small gzip can unpack to gigabytes)."""
+def _read_bytes(path: Path, limit: int) -> bytes | bytearray:
+    """The file's bytes, gunzipped in a stream that stops at ``limit`` (a small gzip can unpack to gigabytes);
+    the buffer is returned as is (no copy)."""
     try:
         with path.open("rb") as fh:
             magic = fh.read(2)
@@ -108,7 +109,7 @@ def _read_bytes(path: Path, limit: int) -> bytes:
                     out += chunk
                     if len(out) > limit:
                         raise _too_big(path.name, limit, "unpacks to")
-            return bytes(out)
+            return out
     except (OSError, EOFError, zlib.error) as exc:
         if isinstance(exc, gzip.BadGzipFile | EOFError | zlib.error):
             raise DataError(f"{path.name}: not a readable gzip file ({exc})") from None
