@@ -57,7 +57,8 @@ def import_pos(
     for reason, n in report.rejected.items():
         t.add_row(f"  rejected: {reason}", f"{n:,} lines (first: {report.first_rejected[reason]})")
     t.add_row("period (local dates)", f"{report.period[0]} .. {report.period[1]}")
-    t.add_row("stores / products", f"{report.stores} / {report.products}")
+    names = ", ".join(report.store_names[:5]) + (", ..." if len(report.store_names) > 5 else "")
+    t.add_row("stores / products", f"{report.stores} ({names}) / {report.products}")
     t.add_row("orders / lines / units", f"{report.orders:,} orders / {report.items:,} lines / {report.units:,} pieces")
     t.add_row("revenue", f"{report.revenue:,.2f} {m.currency}")
     for i, p in enumerate(report.top_products, 1):

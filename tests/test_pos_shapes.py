@@ -223,7 +223,7 @@ def _cli(capsys, *args: str) -> tuple[int, list[str]]:
 
 
 def _variant(tmp_path: Path, name: str, **over) -> Path:
-    """The shipped example mapping with some keys replaced (dotted keys reach into sections)."""
+    """The shipped example mapping with some keys replaced (``a__b`` reaches into section a; None removes)."""
     data = yaml.safe_load((SOURCES / f"{name}.yaml").read_text(encoding="utf-8"))
     for key, value in over.items():
         node, *path = key.split("__")
@@ -387,7 +387,7 @@ def test_dry_run_summary(tmp_path, capsys):
     assert report["dry_run"] and (report["rows_loaded"], report["units"]) == (want["lines"], want["units"])
     assert report["filtered"] == {"exclude item_id": want["missing"]}
     assert report["top_products"][0]["units"] == max(p["units"] for p in report["top_products"])
-    assert report["period"][0] == "2023-01-01"
+    assert report["period"][0] == "2023-01-01" and report["store_names"] == ["Restaurant"]
     # against an existing history: read only, and it says the import would need --replace
     _import(path, url, SOURCES / "restaurant_orders.yaml")
     before = _snapshot(url)

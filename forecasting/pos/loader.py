@@ -55,6 +55,7 @@ class ImportReport:
     lines_in: int = 0
     filtered: dict[str, int] = field(default_factory=dict)
     top_products: list[dict[str, Any]] = field(default_factory=list)
+    store_names: list[str] = field(default_factory=list)
     holidays: str | None = None
     dry_run: bool = False
     existing_history: dict[str, int] = field(default_factory=dict)
@@ -217,6 +218,7 @@ def import_pos(
         units=int(items["quantity"].sum()), revenue=round(float(log.lines["amount"].sum()), 2), period=period,
         materials=m.materials.mode, replaced=replace and not dry_run, warnings=warnings, lines_in=log.lines_in,
         filtered=log.filtered, top_products=_top_products(tables, TOP_PRODUCTS),
+        store_names=tables["stores"]["store_name"].astype(str).tolist(),
         holidays=None if m.holidays is None else " / ".join(filter(None, [m.holidays.country, m.holidays.subdivision])),
         dry_run=dry_run, existing_history=held,
         seconds={"read": round(t1 - t0, 3), "validate": round(t2 - t1, 3), "derive": round(t3 - t2, 3),
