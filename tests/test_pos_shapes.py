@@ -545,3 +545,13 @@ def test_mapping_not_utf8_is_one_line(tmp_path, capsys, loaded):
         "no prices", "no prices, café").encode("latin-1"))
     msg = _refused(capsys, tmp_path, loaded, path, mapping)
     assert "latin1.yaml: not UTF-8 text (byte 0xe9" in msg and "save the mapping as UTF-8" in msg
+
+
+def test_first_row_with_an_extra_field(tmp_path, capsys, loaded):
+    """pandas would silently turn the extra leading field into an index (and the line numbers into tuples)."""
+    path, _ = bread_basket(tmp_path, days=2)
+    text = path.read_text().splitlines()
+    text[1] += ",Bread"
+    path.write_text("\n".join(text) + "\n")
+    msg = _refused(capsys, tmp_path, loaded, path, SOURCES / "bread_basket.yaml")
+    assert "line 2: expected 4 fields, saw 5" in msg

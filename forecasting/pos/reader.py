@@ -136,6 +136,9 @@ def _read_csv(path: Path, spec: FileSpec, limit: int) -> RawLog:
         raise DataError(f"{path.name}: not a readable CSV file: {str(exc).strip().splitlines()[0]}") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path.name}: empty file") from None
+    if not isinstance(df.index, pd.RangeIndex):  # pandas made the extra leading fields of row 1 an index
+        n = len(df.columns)
+        raise DataError(f"{path.name}: line 2: expected {n} fields, saw {n + df.index.nlevels}")
     df.columns = [str(c).lstrip("\ufeff").strip() for c in df.columns]
 
     # Line numbers are exact when no quoted value spans lines: then data row i sits on physical line i + 2.
