@@ -102,6 +102,8 @@ class Columns(_Strict):
     @classmethod
     def _number_is_constant(cls, v: object) -> object:
         """``quantity: 1`` means the constant 1 (a column name is text); ``{value: ...}`` is always a constant."""
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("empty column name: give a column of the log or {value: ...}")
         return {"value": v} if isinstance(v, int | float) and not isinstance(v, bool) else v
 
     @model_validator(mode="after")
@@ -379,10 +381,12 @@ def one_line(exc: ValidationError, origin: str) -> str:
     A value that fits no member of a union (column name or constant) is reported once, for the field."""
     errs: dict[str, str] = {}
     for e in exc.errors():
-        loc = ".".join(str(p) for p in e["loc"] if str(p) not in _BRANCHES) or "(root)"
-        if "Const" in map(str, e["loc"]):
+        raw = [str(p) for p in e["loc"]]
+        if "Const" in raw:  # neither a column name nor a constant: one message for the field
+            loc = ".".join(p for p in raw[:raw.index("Const")] if p not in _BRANCHES)
             errs[loc] = "expected a column name, a number or {value: ...}"
-        errs.setdefault(loc, e["msg"])
+            continue
+        errs.setdefault(".".join(p for p in raw if p not in _BRANCHES) or "(root)", e["msg"])
     (loc, msg), *rest = errs.items()
     more = f" (+{len(rest)} more: {', '.join(r for r, _ in rest[:5])}{', ...' if len(rest) > 5 else ''})" \
         if rest else ""
