@@ -336,3 +336,18 @@ def test_exact_duplicate_lines_are_not_loaded_twice(tmp_path, sqlite_url, head):
     report = _run(path, sqlite_url, max_reject_share=0.5)
     assert report.rejected == {"exact duplicate line": 1000}
     _check_totals(sqlite_url, df)  # units as in the log, not doubled
+
+
+def test_reject_limit_with_missing_ids_is_one_line(tmp_path, sqlite_url, head):
+    """Lines without a product id past the limit ended in TypeError ('float' object is not subscriptable)."""
+    df = head.head(1000).copy()
+    df.loc[df.index[:40:2], "product_id"] = ""
+    path = _write_csv(df, tmp_path / "noid.csv")
+    proc = subprocess.run(
+        [sys.executable, "-m", "replenish.cli", "import-pos", str(path), "--mapping", str(MAPPING), "--db", sqlite_url],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "line 2: missing product_id; 20 of 1000 lines rejected (2.00% > max_reject_share 1.00%)" in lines[0]
+    assert _totals(sqlite_url)["orders"] == 0
