@@ -447,8 +447,10 @@ def line_fields(
         reasons.append((f"count_{count.flag}", count.note))
     reasons += [("on_order", n) for n in pos.notes]
     if pos.expiring > 0:
-        reasons.append(("expiring", f"{fmt(pos.expiring)} of the on hand expires before the delivery: counted only "
-                                    f"up to the median sales until then"))
+        gone = min(pos.expiring, count.on_hand)  # never more than what is on hand
+        reasons.append(("expiring", f"{fmt(gone)} of the {fmt(count.on_hand)} on hand expire before the delivery: "
+                                    f"they count only up to the median sales until then ({fmt(pos.on_hand)} "
+                                    "counted in the position)"))
     reasons += st.head_reasons
     ip = pos.inventory_position
 

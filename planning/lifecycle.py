@@ -159,7 +159,7 @@ def _editable_line(conn: Connection, schema: SourceSchema, d: date, store: int, 
         name = detail.get("material_name") or f"material {material}"
         nxt = detail.get("next_order_day")
         raise Conflict(f"{name} cannot be ordered from store {store} on {d} (not an order day for its supplier"
-                       f"{'; next order day ' + str(nxt)[:10] if nxt else ''}): nothing was recorded")
+                       f"{'; next order day ' + str(nxt)[:10] if nxt else ''})")
     return line
 
 

@@ -13,7 +13,8 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from planning.report import CSS, REASON_LABELS, esc
+from planning.report import CSS, esc
+from planning.words import amount, details, packs, plain_reason
 from planning.workbench.data import StoreDay
 
 WB_CSS = CSS + """
@@ -40,21 +41,6 @@ STATE_WORDS = {"draft": "draft", "approved": "approved", "released": "released t
                "cancelled": "cancelled"}
 EXC_COLORS = {"stockout": "#c62828", "implausible_count": "#ef6c00", "high_order": "#b8860b", "review": "#1565c0",
               "new_item": "#607d8b", "replan": "#6a1b9a", "locked": "#6a1b9a"}
-
-
-def packs_word(n: int) -> str:
-    return f"{n} pack{'s' if n != 1 else ''}"
-
-
-def whole(x, unit: str | None) -> str:
-    """An amount with its unit; pieces (discrete units) as whole numbers."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    u = unit or "units"
-    if u in ("pcs", "pc", "pieces", "piece", "units", "each", "ea", "bags", "bottles", "cups"):
-        return f"{int(round(float(x))):,} {u}"
-    v = float(x)
-    return f"{v:,.0f} {u}" if abs(v) >= 100 else f"{v:,.1f} {u}".replace(".0 ", " ")
 
 
 def page(title: str, header: str, sub: str, body: str) -> str:
@@ -119,18 +105,18 @@ def action_for(e: dict) -> str:
     codes = det.get("reason_codes") or []
     kind = e.get("kind")
     if kind == "replan":
-        return (f"Keep {packs_word(final)}, or reopen the store and take {packs_word(engine)} from the newest plan.")
+        return (f"Keep {packs(final)}, or reopen the store and take {packs(engine)} from the newest plan.")
     if kind == "implausible_count":
-        return f"Recount; until then the line orders {packs_word(final)}."
+        return f"Recount; until then the line orders {packs(final)}."
     if kind == "stockout":
         days = max((pd.Timestamp(det.get("delivery_date")) - pd.Timestamp(det.get("order_date"))).days, 0) \
             if det.get("delivery_date") and det.get("order_date") else 0
         per_day = float(det.get("demand_mean") or 0.0) / max(int(det.get("window_days") or 1), 1)
         gap = max(per_day * days - float(det.get("on_hand_used") or 0.0), 0.0)
-        bridge = f"Bridge about {whole(math.ceil(gap), unit)} until then (urgent delivery or a transfer)" if gap > 0 \
+        bridge = f"Bridge about {amount(math.ceil(gap), unit)} until then (urgent delivery or a transfer)" if gap > 0 \
             else "Watch the stock until the delivery"
         if final > 0:
-            return f"Order {packs_word(final)} (arrives {str(det.get('delivery_date'))[:10]}). {bridge}."
+            return f"Order {packs(final)} (arrives {str(det.get('delivery_date'))[:10]}). {bridge}."
         if "not_order_day" in codes or not det.get("is_order_day", True):
             return (f"No order today: not an order day for its supplier (next: "
                     f"{str(det.get('next_order_day'))[:10]}). {bridge}.")
@@ -138,21 +124,8 @@ def action_for(e: dict) -> str:
             return f"0 packs: what would arrive expires before it sells (shelf-life cap). {bridge}."
         return f"0 packs: stock and open orders cover the window after the delivery. {bridge}."
     if kind == "high_order":
-        return f"Check, then keep {packs_word(final)} or change it with a reason."
-    return f"Order {packs_word(final)}" if final else "No order needed"
-
-
-def plain_reason(r: pd.Series) -> str:
-    """The main view's words: how much of likely demand the order covers, and what limited it."""
-    unit = r.get("unit") or "units"
-    level = float(r.get("quantile_level") or 0.0)
-    days = int(r.get("window_days") or 0)
-    need = r.get("demand_median")
-    words = (f"covers {level:.0%} of likely demand over {days} days (usually {whole(need, unit)}); "
-             f"has {whole(r.get('inventory_position'), unit)} on hand and on order")
-    limits = [REASON_LABELS.get(c, c.replace("_", " ")) for c in (r.get("reason_codes") or [])
-              if c in ("shelf_life_cap", "moq", "capacity_cap", "not_order_day", "covered")]
-    return words + (f" · {', '.join(limits)}" if limits else "")
+        return f"Check, then keep {packs(final)} or change it with a reason."
+    return f"Order {packs(final)}" if final else "No order needed"
 
 
 def chart_svg(hist: pd.DataFrame, per_day: float, unit: str | None, w: int = 300, h: int = 90) -> str:
@@ -162,13 +135,13 @@ def chart_svg(hist: pd.DataFrame, per_day: float, unit: str | None, w: int = 300
     n = max(len(vals), 1)
     bw = (w - 10) / n
     bars = "".join(f"<rect x='{5 + i * bw:.1f}' y='{h - 14 - (v / top) * (h - 20):.1f}' width='{bw * 0.8:.1f}' "
-                   f"height='{(v / top) * (h - 20):.1f}' fill='#9fb3c8'><title>{whole(v, unit)}</title></rect>"
+                   f"height='{(v / top) * (h - 20):.1f}' fill='#9fb3c8'><title>{amount(v, unit)}</title></rect>"
                    for i, v in enumerate(vals))
     y = h - 14 - (per_day / top) * (h - 20)
     return (f"<svg viewBox='0 0 {w} {h}' width='100%' role=img aria-label='daily use and forecast'>{bars}"
             f"<line x1=0 x2={w} y1={y:.1f} y2={y:.1f} stroke='#0b5cab' stroke-dasharray='4 3' stroke-width=2/>"
             f"<text x=4 y={h - 2} font-size=10 fill='#616e7c'>last {len(vals)} days · dashed: forecast "
-            f"{whole(per_day, unit)}/day</text></svg>")
+            f"{amount(per_day, unit)}/day</text></svg>")
 
 
 def _line_row(base: str, d: date, sd: StoreDay, r: pd.Series, editable: bool, kinds: list[str]) -> str:
@@ -180,11 +153,7 @@ def _line_row(base: str, d: date, sd: StoreDay, r: pd.Series, editable: bool, ki
     prev = "–" if r.get("prev_packs") is None or pd.isna(r.get("prev_packs")) else str(int(r["prev_packs"]))
     week = "–" if r.get("week_packs") is None or pd.isna(r.get("week_packs")) else str(int(r["week_packs"]))
     chips = "".join(f"<span class='chip x'>{esc(k.replace('_', ' '))}</span>" for k in kinds)
-    stats = (f"median need {whole(r.get('demand_median'), unit)}, quantile {float(r.get('quantile_level') or 0):.3f}"
-             f" -> order-up-to {whole(r.get('order_up_to'), unit)}; position {whole(r.get('inventory_position'), unit)}"
-             f" (on hand used {r.get('on_hand_used')}, counted {r.get('on_hand_counted')}, on order "
-             f"{r.get('on_order')}); {r.get('quantile_basis')} {r.get('policy_class')}; codes "
-             f"{', '.join(r.get('reason_codes') or [])}. {r.get('explanation') or ''}")
+    stats = details(r)
     edit = ""
     if editable and r.get("is_order_day", True):
         edit = (f"<form class=inline method=post action='{base}/d/{d}/store/{sd.store_id}/override'>"
@@ -197,10 +166,10 @@ def _line_row(base: str, d: date, sd: StoreDay, r: pd.Series, editable: bool, ki
                      f"<input type=hidden name=material_id value={mid}><button class=danger>Withdraw change"
                      "</button></form>")
     return (f"<tr id='m{mid}' class='{'flag' if kinds else ''}'><td><div class=mat>{esc(r.get('material_name'))}"
-            f"</div><div class=small>#{mid} · {whole(r['pack_size'], unit)}/pack</div>{chips}</td>"
+            f"</div><div class=small>#{mid} · {amount(r['pack_size'], unit)}/pack</div>{chips}</td>"
             f"<td class='packs final{' zero' if final == 0 else ''}'>{final}</td><td class=num>{engine}{over}</td>"
             f"<td class=num>{prev}</td><td class=num>{week}</td>"
-            f"<td class=num>{whole(final * float(r['pack_size']), unit)}<div class=small>${r['final_value']:,.2f}"
+            f"<td class=num>{amount(final * float(r['pack_size']), unit)}<div class=small>${r['final_value']:,.2f}"
             f"</div></td><td>{esc(plain_reason(r))}<details><summary>details</summary><p>{esc(stats)}</p></details>"
             f"{edit}</td></tr>")
 
