@@ -197,8 +197,8 @@ def plots_html(sp: StorePlan, cache: CachedForecast, inputs: PlanInputs, actuals
     lines["_rank"] = lines["order_value"].fillna(0.0) + 1e-3 * lines["demand_mean"] * cost
     flagged = {e.material_id for e in sp.exceptions if e.material_id}
     lines["_exc"] = lines["material_id"].astype(int).isin(flagged)
-    # every exception material (they are what the planner checks), then the main ones by value
-    top = lines[(lines["demand_mean"] > 0) & (lines["_exc"])].sort_values("_rank", ascending=False)
+    # the exception materials (what the planner checks; at most 2 x plot_materials), then the main ones by value
+    top = lines[(lines["demand_mean"] > 0) & (lines["_exc"])].sort_values("_rank", ascending=False).head(2 * k)
     top = pd.concat([top, lines[(lines["demand_mean"] > 0) & ~lines["_exc"]].sort_values(
         "_rank", ascending=False).head(k)])
     if top.empty:
