@@ -332,3 +332,13 @@ def released_orders(engine: Engine, schema: SourceSchema, *, store_id: int | Non
             out.append(d)
     cursor = max([x["release_id"] for x in out], default=since or 0)
     return {"releases": out, "cursor": int(cursor), "more": len(out) == limit}
+
+
+def decisions(engine: Engine, schema: SourceSchema, store: int, d: date) -> dict[int, tuple]:
+    """material_id -> (planner packs or None, reason, status) of the stored proposal (empty when none)."""
+    p = schema["proposals"]
+    with engine.connect() as conn:
+        rows = conn.execute(select(p.c.material_id, p.c.planner_qty, p.c.override_reason, p.c.status)
+                            .where(p.c.proposal_date == d, p.c.store_id == store)).all()
+    return {int(r.material_id): (None if r.planner_qty is None else int(round(float(r.planner_qty))),
+                                 r.override_reason, r.status) for r in rows}
