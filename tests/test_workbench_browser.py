@@ -86,7 +86,7 @@ def _orders(engine, schema, store: int, day: date) -> list[tuple[int, float]]:
 
 def test_main_journey_change_approve_release_once(setup):
     srv, day, engine, schema = setup["srv"], setup["day"], setup["engine"], setup["schema"]
-    page = setup["browser"].new_page(viewport={"width": 1280, "height": 1100})
+    page = setup["browser"].new_page(viewport={"width": 1280, "height": 1500})
     page.goto(f"{srv.url}/workbench/")
     assert "/workbench/login" in page.url
     page.fill("input[name=user]", "ana")

@@ -7,7 +7,6 @@ client logic needed, and every page prints (a print stylesheet drops the control
 
 from __future__ import annotations
 
-import math
 from datetime import date, timedelta
 from urllib.parse import quote
 
@@ -99,30 +98,12 @@ def overview(base: str, d: date, days: list[StoreDay], totals: dict, user: str, 
 
 def action_for(e: dict) -> str:
     """What to do about an exception, with a quantity, or why there is none."""
-    det = e.get("detail", {})
-    unit = det.get("unit") or "units"
     final, engine = int(e.get("final_packs", 0)), int(e.get("engine_packs", 0))
-    codes = det.get("reason_codes") or []
     kind = e.get("kind")
     if kind == "replan":
         return (f"Keep {packs(final)}, or reopen the store and take {packs(engine)} from the newest plan.")
-    if kind == "implausible_count":
-        return f"Recount; until then the line orders {packs(final)}."
-    if kind == "stockout":
-        days = max((pd.Timestamp(det.get("delivery_date")) - pd.Timestamp(det.get("order_date"))).days, 0) \
-            if det.get("delivery_date") and det.get("order_date") else 0
-        per_day = float(det.get("demand_mean") or 0.0) / max(int(det.get("window_days") or 1), 1)
-        gap = max(per_day * days - float(det.get("on_hand_used") or 0.0), 0.0)
-        bridge = f"Bridge about {amount(math.ceil(gap), unit)} until then (urgent delivery or a transfer)" if gap > 0 \
-            else "Watch the stock until the delivery"
-        if final > 0:
-            return f"Order {packs(final)} (arrives {str(det.get('delivery_date'))[:10]}). {bridge}."
-        if "not_order_day" in codes or not det.get("is_order_day", True):
-            return (f"No order today: not an order day for its supplier (next: "
-                    f"{str(det.get('next_order_day'))[:10]}). {bridge}.")
-        if "shelf_life_cap" in codes:
-            return f"0 packs: what would arrive expires before it sells (shelf-life cap). {bridge}."
-        return f"0 packs: stock and open orders cover the window after the delivery. {bridge}."
+    if kind in ("stockout", "implausible_count"):  # the message says what to do; here only the planner's change
+        return f"Final order {packs(final)} (engine {engine})." if final != engine else ""
     if kind == "high_order":
         return f"Check, then keep {packs(final)} or change it with a reason."
     return f"Order {packs(final)}" if final else "No order needed"
@@ -206,7 +187,8 @@ def store_page(base: str, sd: StoreDay, user: str, charts: dict[int, str], stale
     exc_html = "".join(
         f"<div class=exc style='border-left-color:{EXC_COLORS.get(e['kind'], '#607d8b')}'><div class=t "
         f"style='color:{EXC_COLORS.get(e['kind'], '#607d8b')}'>{esc(e.get('title'))}</div><div class=m>"
-        f"{esc(e.get('message'))}</div><div class='m act'>{esc(action_for(e))}</div></div>"
+        f"{esc(e.get('message'))}</div>" + (f"<div class='m act'>{esc(a)}</div>" if (a := action_for(e)) else "")
+        + "</div>"
         for e in sd.exceptions) or "<div class=ok>No exceptions: every line can be sent as proposed.</div>"
     df = sd.lines.copy()
     df["_exc"] = [0 if int(m) in kinds else 1 for m in df["material_id"]]
