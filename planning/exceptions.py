@@ -169,8 +169,10 @@ def find_exceptions(
 
 def stockout_action(ln, gap_units: float, unit: str) -> str:
     """What to do about a projected stockout, with a quantity, or why this order cannot help."""
-    bridge = (f"Bridge about {amount(math.ceil(gap_units) if is_discrete(unit) else gap_units, unit)} until then "
-              "with an urgent delivery or a transfer." if gap_units > 1e-9 else "Watch the stock until then.")
+    gap = math.ceil(gap_units - 1e-9) if is_discrete(unit) else gap_units
+    shown = amount(gap, unit)
+    bridge = (f"Bridge about {shown} until then with an urgent delivery or a transfer."
+              if gap_units > 1e-9 and not shown.startswith("0 ") else "Watch the stock until then.")
     arrives = f"{pd.Timestamp(ln.delivery_date):%a %m-%d}"
     if ln.qty_packs > 0:
         return f"This order ({packs(ln.qty_packs)}) arrives {arrives}. {bridge}"
