@@ -59,17 +59,20 @@ def forecast(
 def _print_plan(res) -> None:
     from rich.table import Table
 
-    tab = Table("store", "order lines", "packs", "exceptions", "report", title=f"proposal {res.order_date} "
-                f"(model {res.model_version}, data {res.data_date})")
+    tab = Table("store", "state", "order lines", "final packs", "exceptions", "report",
+                title=f"proposal {res.order_date} (model {res.model_version}, data {res.data_date})")
     for sp in res.stores:
-        o = sp.lines[sp.lines["qty_packs"] > 0]
-        tab.add_row(f"{sp.store_id} {sp.store_name}", str(len(o)), str(int(o["qty_packs"].sum())),
-                    str(len(sp.exceptions)), str(sp.html_path or ""))
+        o = sp.lines[sp.lines["final_packs"] > 0]
+        tab.add_row(f"{sp.store_id} {sp.store_name}", sp.status + (" (stale counts)" if sp.stale else ""),
+                    str(len(o)), str(int(o["final_packs"].sum())), str(len(sp.exceptions)), str(sp.html_path or ""))
     console.print(tab)
     if res.written is not None:
         w = res.written
         console.print(f"proposal table: {w['inserted']} lines written, {w['deleted']} replaced, "
-                      f"{w['overrides_kept']} overrides kept", highlight=False)
+                      f"{w['overrides_kept']} overrides kept"
+                      + (f"; {w['held']} approved or released lines kept as they are ({w['held_changed']} where the "
+                         "engine now differs: see their re-plan exceptions)" if w.get("held") else ""),
+                      highlight=False)
     if res.index_path:
         console.print(f"index: {res.index_path}", highlight=False)
 

@@ -90,9 +90,12 @@ def create_app(settings: Settings, engine=None, schema=None) -> Starlette:
 
     def day(request: Request) -> date:
         try:
-            return date.fromisoformat(request.path_params["day"])
+            d = date.fromisoformat(request.path_params["day"])
+            if not 1900 <= d.year <= 9000:
+                raise ValueError
+            return d
         except ValueError:
-            raise DataError(f"{request.path_params['day']!r} is not a date (YYYY-MM-DD)") from None
+            raise DataError(f"{request.path_params['day']!r} is not a date (YYYY-MM-DD, 1900-9000)") from None
 
     def error(exc: ReplenishError) -> Response:
         return _json({"error": str(exc)}, getattr(exc, "status", 400))
@@ -111,7 +114,8 @@ def create_app(settings: Settings, engine=None, schema=None) -> Starlette:
         if not suffix.startswith("/store/") or not suffix[7:].isdigit():
             suffix = ""
         try:
-            date.fromisoformat(d)
+            if not 1900 <= date.fromisoformat(d).year <= 9000:
+                raise ValueError
         except ValueError:
             return HTMLResponse(pages.page("Bad date", "Bad date", "", f"{pages.esc(d)} is not a date"), 400)
         return RedirectResponse(f"{base(request)}/d/{d}{suffix}", status_code=303)
