@@ -454,9 +454,9 @@ def line_fields(
     reasons += [("on_order", n) for n in pos.notes]
     if pos.expiring > 0:
         gone = min(pos.expiring, count.on_hand)  # never more than what is on hand
-        reasons.append(("expiring", f"{fmt(gone)} of the {fmt(count.on_hand)} on hand expire before the delivery: "
-                                    f"they count only up to the median sales until then ({fmt(pos.on_hand)} "
-                                    "counted in the position)"))
+        reasons.append(("expiring", f"of the {fmt(count.on_hand)} on hand, {fmt(gone)} expires before the delivery:"
+                                    f" it counts only up to the median sales until then ({fmt(pos.on_hand)} in the "
+                                    "position)"))
     reasons += st.head_reasons
     ip = pos.inventory_position
 

@@ -73,8 +73,8 @@ def test_main_view_has_whole_pieces_units_and_plain_words(world, url, tmp_path):
     assert "covers " in view and "% of likely demand" in view
     assert not re.search(r"\bq\d+|newsvendor|service level 1\b", view)
     assert "quantile" in page  # ... the statistics are kept in the details
-    for e in re.findall(r"(\d[\d.,]*) of the (\d[\d.,]*) on hand expire", page):
-        assert float(e[0].replace(",", "")) <= float(e[1].replace(",", ""))
+    for on_hand, gone in re.findall(r"of the (\d[\d.,]*) on hand, (\d[\d.,]*) expires", page):
+        assert float(gone.replace(",", "")) <= float(on_hand.replace(",", ""))
 
 
 def test_stale_counts_one_banner_flagged_lines_and_exit_1_unless_allowed(world, url, tmp_path):
@@ -91,3 +91,29 @@ def test_stale_counts_one_banner_flagged_lines_and_exit_1_unless_allowed(world, 
     code, summary, _ = _plan(world, url, tmp_path / "c")  # fresh counts: no banner
     assert code == 0 and not any(s["stale"] for s in summary["stores"].values())
     assert "days old" not in (tmp_path / "c" / str(D) / "store_1.html").read_text()
+
+
+def test_expiring_stock_sentence_never_exceeds_the_on_hand():
+    """Milk counted at 60,000 ml, all of it expiring before the delivery: the sentence names at most the on hand and
+    the part that still counts (the median sales until then), which is below it."""
+    from datetime import timedelta
+
+    import pandas as pd
+    from test_policy_proposal import MILK, TUE, by_key, run
+    from test_policy_proposal import world as policy_world
+
+    w = policy_world()
+    mon = TUE - timedelta(days=1)
+    inv = w["inventory"]
+    at = (inv["store_id"] == 1) & (inv["material_id"] == MILK) & (inv["snapshot_date"] == mon)
+    w["inventory"] = inv.assign(on_hand_qty=inv["on_hand_qty"].where(~at, 60000.0))
+    w["orders"] = pd.DataFrame(w["orders"].to_dict("records") + [dict(
+        order_no=3, store_id=1, material_id=MILK, ordered_on=mon - timedelta(days=1), qty=42000.0,
+        expected_delivery=mon, received_on=mon, received_qty=42000.0, status="received")])
+    milk = by_key(run(w))[(1, MILK)]
+    got = re.search(r"of the (\d[\d.]*) on hand, (\d[\d.]*) expires before the delivery: it counts only up to the "
+                    r"median sales until then \((\d[\d.]*) in the position\)", milk.explanation)
+    assert got, milk.explanation
+    on_hand, gone, counted = (float(x) for x in got.groups())
+    assert on_hand == 60000.0 and 0 < gone <= on_hand and counted < on_hand
+    assert counted == pytest.approx(milk.on_hand_used, rel=1e-3)
