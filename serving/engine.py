@@ -311,14 +311,15 @@ class Engine:
         if unused:
             warnings.append(f"material_id {_ids(unused)} is not used by any forecast product: no line")
         unlisted = [mid for _, mid, has_demand in plan if has_demand and mid not in given]
+        listed = f"inventory lists {len(given)} material{'s' if len(given) != 1 else ''}"
         from_source: dict[int, tuple] = {}
         if unlisted and scope == "partial":  # the source's latest counts for what the request does not list
             src, _ = self._source_held(st, wd, si, store_id)
             from_source = {mi: (c, p) for mi, c, p in src}
-            warnings.append(f"inventory lists {len(given)} materials; {len(unlisted)} it does not list use the "
+            warnings.append(f"{listed}; {len(unlisted)} it does not list use the "
                             f"source's latest counts (inventory_scope 'partial'): material_id {_ids(unlisted)}")
         elif unlisted:
-            warnings.append(f"inventory lists {len(given)} materials; {len(unlisted)} it does not list are taken as 0 "
+            warnings.append(f"{listed}; {len(unlisted)} it does not list are taken as 0 "
                             f"on hand and 0 on order (inventory_scope 'complete'): material_id {_ids(unlisted)}; "
                             "send their counts, or inventory_scope 'partial' to use the source's latest counts")
         position_date = wd.order_date - timedelta(days=1)
