@@ -217,10 +217,11 @@ def nightly(
     forecasts: str = FORECASTS,
     out: str = typer.Option(None, "--out", help="Reports folder (default: planning.reports_dir)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary object on stdout."),
+    allow_stale: bool = typer.Option(False, "--allow-stale", help="Exit 0 even when counts are stale."),
     config: str = CONFIG,
 ) -> None:
     """Incremental features, batch forecasts with the champion, the plan and its write-back; safe to re-run. A
-    failing store does not stop the others (listed at the end, exit 1)."""
+    failing store does not stop the others (listed at the end, exit 1); so do stale counts unless --allow-stale."""
     from planning.nightly import run_nightly
 
     cfg = settings(config)
@@ -233,9 +234,15 @@ def nightly(
         console.print(f"features {res['features']['mode']} through {res['features']['watermark']}; forecasts "
                       f"{res['forecast']['model_version']} data {res['forecast']['data_date']}; plan "
                       f"{len(res['plan']['stores'])} stores -> {res['plan']['index']}", highlight=False)
-    if res["plan"]["failures"]:
-        for sid, msg in sorted(res["plan"]["failures"].items()):
-            err_console.print(f"[bold red]store {sid} failed:[/] {msg}", highlight=False, soft_wrap=True)
+    stale = {s: v["count_age_days"] for s, v in res["plan"]["stores"].items() if v.get("stale")}
+    if stale and not allow_stale:
+        ages = ", ".join(f"store {s}: {d} days" for s, d in sorted(stale.items()))
+        err_console.print(f"[bold red]stale counts:[/] {ages}; the plan was written with every line of those stores "
+                          "flagged. Recount, or re-run with --allow-stale to accept it.", highlight=False,
+                          soft_wrap=True)
+    for sid, msg in sorted(res["plan"]["failures"].items()):
+        err_console.print(f"[bold red]store {sid} failed:[/] {msg}", highlight=False, soft_wrap=True)
+    if res["plan"]["failures"] or (stale and not allow_stale):
         sys.exit(1)
 
 
