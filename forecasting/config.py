@@ -259,6 +259,18 @@ class ExceptionConfig(_Section):
     new_item_days: int = Field(28, ge=1)  # fewer days of counts / sales than this: a new item, little history
 
 
+class WorkbenchConfig(_Section):
+    """The planners' workbench (``/workbench/`` on the API server): one token per role, named by variable.
+
+    Why two tokens: planners change, approve and release proposals; the ordering system only reads released
+    orders. Neither variable set: the API token (``serving.token_env``) grants both roles; none set: open (dev).
+    """
+
+    planner_token_env: str = "REPLENISH_PLANNER_TOKEN"
+    ordering_token_env: str = "REPLENISH_ORDERING_TOKEN"
+    history_days: int = Field(14, ge=3, le=90)  # daily use shown in the charts of the store page
+
+
 class PlanningConfig(_Section):
     """Batch forecasts, the planners' daily proposal and its reports (``replenish forecast | plan | nightly``)."""
 
@@ -267,8 +279,11 @@ class PlanningConfig(_Section):
     inventory_days: int = Field(35, ge=2, le=365)  # count history read per plan (count checks look back 28)
     plot_materials: int = Field(6, ge=0, le=40)  # main materials plotted per store
     plot_history_days: int = Field(28, ge=7, le=365)
+    stale_count_days: int = Field(2, ge=0, le=60)  # newest count older than this many days before the order
+    # date's evening: one banner, lines flagged, `plan` exits non-zero unless --allow-stale
     exceptions: ExceptionConfig = Field(default_factory=ExceptionConfig)
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+    workbench: WorkbenchConfig = Field(default_factory=WorkbenchConfig)
 
 
 class ClusterConfig(_Section):

@@ -97,6 +97,12 @@ class ProposalLine(BaseModel):
     needs_review: bool
     model_version: str
     data_date: date
+    # The planner's side, beside the engine's qty_packs: the final number is the planner's where overridden (the
+    # stored proposal of this store and date), else the engine's.
+    final_packs: int | None = None
+    planner_packs: int | None = None
+    override_reason: str | None = None
+    proposal_status: str | None = None  # draft | approved | released | cancelled (None: no stored proposal)
 
 
 def _require(frame: pd.DataFrame, name: str, cols: tuple[str, ...]) -> None:
@@ -447,8 +453,10 @@ def line_fields(
         reasons.append((f"count_{count.flag}", count.note))
     reasons += [("on_order", n) for n in pos.notes]
     if pos.expiring > 0:
-        reasons.append(("expiring", f"{fmt(pos.expiring)} of the on hand expires before the delivery: counted only "
-                                    f"up to the median sales until then"))
+        gone = min(pos.expiring, count.on_hand)  # never more than what is on hand
+        reasons.append(("expiring", f"of the {fmt(count.on_hand)} on hand, {fmt(gone)} expires before the delivery:"
+                                    f" it counts only up to the median sales until then ({fmt(pos.on_hand)} in the "
+                                    "position)"))
     reasons += st.head_reasons
     ip = pos.inventory_position
 
@@ -507,6 +515,7 @@ def line_fields(
     line["needs_review"] = bool(count.flag != "ok" or (win.is_order_day and REVIEW_CODES.intersection(codes)))
     line["model_version"] = model_version
     line["data_date"] = data_date
+    line["final_packs"] = int(packs)
     return line
 
 

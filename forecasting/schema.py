@@ -49,7 +49,15 @@ DEFAULT_TABLES: dict[str, str] = {
     "demand_truth_hourly": "t_demand_truth_hourly",
     "meta": "t_source_meta",
     "proposals": "t_replenishment_proposal",
+    "proposal_states": "t_replenishment_proposal_state",
+    "proposal_overrides": "t_replenishment_override",
+    "releases": "t_replenishment_release",
 }
+
+# The planners' lifecycle: a store x order date proposal and each of its lines move draft -> approved -> released
+# (or cancelled); written by `planning.lifecycle`, never by `seed`.
+PROPOSAL_STATUSES = ("draft", "approved", "released", "cancelled")
+LIFECYCLE_TABLES = ("proposal_states", "proposal_overrides", "releases")
 
 # Tables that hold a generated history (cleared together by ``seed --replace``); ground truth included.
 HISTORY_TABLES = [
@@ -269,6 +277,56 @@ def build_schema(mapping: dict[str, str] | None = None) -> SourceSchema:
         Column("override_reason", String(500)),
         Column("overridden_by", String(64)),
         Column("overridden_at", DateTime),
+        # Lifecycle: draft -> approved -> released | cancelled. A re-plan rewrites draft lines only; on a line it may
+        # not rewrite whose engine number moved it records that number here (an exception for the planner).
+        Column("status", String(16), nullable=False, default="draft"),
+        Column("replan_packs", Integer),
+        Column("replan_at", DateTime),
         Index(None, "store_id", "proposal_date"),
+    )
+    # One row per store x order date: the proposal's state and who moved it when.
+    t["proposal_states"] = table(
+        "proposal_states",
+        Column("proposal_date", Date, primary_key=True),
+        Column("store_id", Integer, primary_key=True, autoincrement=False),
+        Column("status", String(16), nullable=False, default="draft"),
+        Column("approved_by", String(64)),
+        Column("approved_at", DateTime),
+        Column("released_by", String(64)),
+        Column("released_at", DateTime),
+        Column("cancelled_by", String(64)),
+        Column("cancelled_at", DateTime),
+        Column("updated_at", DateTime, nullable=False),
+    )
+    # Append-only: every planner number with its reason, user and time; the newest not withdrawn one counts.
+    t["proposal_overrides"] = table(
+        "proposal_overrides",
+        Column("override_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("proposal_date", Date, nullable=False),
+        Column("store_id", Integer, nullable=False),
+        Column("material_id", Integer, nullable=False),
+        Column("packs", Integer, nullable=False),
+        Column("reason", String(500), nullable=False),
+        Column("created_by", String(64), nullable=False),
+        Column("created_at", DateTime, nullable=False),
+        Column("withdrawn_by", String(64)),
+        Column("withdrawn_at", DateTime),
+        Index(None, "proposal_date", "store_id", "material_id"),
+    )
+    # One row per release to ordering; release_id is the ordering system's cursor, idempotency_key makes a retry a
+    # replay (same body) or a 409 (another body), and (proposal_date, store_id) is released at most once.
+    t["releases"] = table(
+        "releases",
+        Column("release_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("idempotency_key", String(128), nullable=False, unique=True),
+        Column("body_hash", String(64), nullable=False),
+        Column("proposal_date", Date, nullable=False),
+        Column("store_id", Integer, nullable=False),
+        Column("released_by", String(64), nullable=False),
+        Column("released_at", DateTime, nullable=False),
+        Column("n_orders", Integer, nullable=False),
+        Column("packs", Integer, nullable=False),
+        Column("order_value", Double),
+        Index(None, "proposal_date", "store_id", unique=True),
     )
     return SourceSchema(md, t)

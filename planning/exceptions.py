@@ -7,6 +7,7 @@ delivery), and they only matter to the person reading the report.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 
@@ -15,9 +16,11 @@ import pandas as pd
 
 from forecasting.config import ExceptionConfig, ReplenishmentConfig
 from forecasting.policy import fmt, outstanding_orders
+from planning.words import amount, is_discrete, packs
 
-SEVERITY = {"stockout": 0, "implausible_count": 1, "high_order": 2, "review": 3, "new_item": 4}
+SEVERITY = {"stockout": 0, "replan": 1, "implausible_count": 1, "high_order": 2, "review": 3, "new_item": 4}
 TITLES = {
+    "replan": "Re-plan differs from the approved line",
     "stockout": "Projected stockout before the delivery",
     "implausible_count": "Implausible or missing count",
     "high_order": "Order far above the usual",
@@ -121,28 +124,32 @@ def find_exceptions(
             stock = float(ln.on_hand_used)
             p = pend_idx.get(key)
             arrivals = {} if p is None else p.groupby("arrival")["qty"].sum().to_dict()
+            until_delivery = float(g["mean"].sum()) - float(ln.on_hand_used) - sum(
+                float(q) for a, q in arrivals.items() if a < until)
             for d, m in zip(g["date"], g["mean"], strict=True):
                 stock += float(arrivals.get(d, 0.0))
                 if stock - m < -1e-9 and m > 0:
                     use = g["mean"].mean()
                     now = "is out of stock now" if ln.on_hand_used <= 1e-9 and d == order_date else \
-                        f"has {fmt(ln.on_hand_used)} {unit} on hand, running out around {d:%a %m-%d}"
-                    add("stockout", f"{name} {now} (about {fmt(use)} {unit}/day expected); this order arrives "
-                                    f"{ln.delivery_date:%a %m-%d}. Consider an urgent delivery or a transfer.")
+                        f"has {amount(ln.on_hand_used, unit)} on hand, running out around {d:%a %m-%d}"
+                    add("stockout", f"{name} {now} (about {amount(use, unit)}/day expected). "
+                                    + stockout_action(ln, max(until_delivery, 0.0), unit))
                     break
                 stock -= m
         # 2. the count the engine could not trust
         if ln.count_flag != "ok" and not blind:
             counted = "no count" if ln.on_hand_counted is None or pd.isna(ln.on_hand_counted) else \
-                f"counted {fmt(ln.on_hand_counted)} {unit} on {pd.Timestamp(ln.count_date):%m-%d}"
+                f"counted {amount(ln.on_hand_counted, unit)} on {pd.Timestamp(ln.count_date):%m-%d}"
             add("implausible_count", f"{name}: {COUNT_WORDS.get(ln.count_flag, ln.count_flag)} ({counted}); the plan "
-                                     f"used {fmt(ln.on_hand_used)} {unit}. Please recount.")
+                                     f"used {amount(ln.on_hand_used, unit)} and orders {packs(ln.qty_packs)}. "
+                                     "Recount before approving.")
         # 3. far above the usual order
         u = usual.get(key)
         if ln.qty_packs > 0 and u is not None and np.isfinite(u) and u > 0 and ln.qty_packs > cfg.high_order_ratio * u \
                 and ln.qty_packs - u >= cfg.high_order_min_packs:
-            add("high_order", f"{name}: {ln.qty_packs} packs vs a usual {fmt(u)} (median of the last "
-                              f"{cfg.usual_order_weeks} weeks). Check the position and the forecast before sending.")
+            add("high_order", f"{name}: {packs(ln.qty_packs)} vs a usual {fmt(round(u, 1))} (median of the last "
+                              f"{cfg.usual_order_weeks} weeks). Check the count and the forecast, then keep "
+                              f"{packs(ln.qty_packs)} or change it with a reason.")
         # 4. engine review codes on an order day
         codes = [c for c in ln.reason_codes if c in REVIEW_WORDS]
         if ln.is_order_day and codes:
@@ -158,6 +165,23 @@ def find_exceptions(
     out = _collapse_new_items(out, lines)
     out.sort(key=lambda e: (SEVERITY[e.kind], e.store_id, e.material_id))
     return out
+
+
+def stockout_action(ln, gap_units: float, unit: str) -> str:
+    """What to do about a projected stockout, with a quantity, or why this order cannot help."""
+    gap = math.ceil(gap_units - 1e-9) if is_discrete(unit) else gap_units
+    shown = amount(gap, unit)
+    bridge = (f"Bridge about {shown} until then with an urgent delivery or a transfer."
+              if gap_units > 1e-9 and not shown.startswith("0 ") else "Watch the stock until then.")
+    arrives = f"{pd.Timestamp(ln.delivery_date):%a %m-%d}"
+    if ln.qty_packs > 0:
+        return f"This order ({packs(ln.qty_packs)}) arrives {arrives}. {bridge}"
+    if not ln.is_order_day:
+        return (f"No order today: not an order day for its supplier (next {pd.Timestamp(ln.next_order_day):%a %m-%d},"
+                f" delivery {arrives}). {bridge}")
+    if "shelf_life_cap" in ln.reason_codes:
+        return f"0 packs: an order would expire before it sells (shelf-life cap). {bridge}"
+    return f"0 packs: stock and open orders cover the window after the delivery ({arrives}). {bridge}"
 
 
 def _uncounted_stores(lines: pd.DataFrame, inventory: pd.DataFrame) -> set[int]:

@@ -1,5 +1,8 @@
 """Planner overrides: the planner's number (packs) and reason beside the engine's, never instead of it.
 
+Append-only (``t_replenishment_override``, see ``planning.lifecycle``): a second override adds a row, the newest
+not withdrawn one counts, and the line mirrors it for readers of one table.
+
 Why both numbers: forecast value added (did the change help?) needs the engine's proposal and the planner's side by
 side. An import is all or nothing: every row is checked first (readable values, a reason, an existing line), the
 first problem is reported as one line, and nothing is written unless every row is good.
@@ -11,13 +14,14 @@ import csv
 import math
 import os
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
-from sqlalchemy import Engine, and_, select, tuple_
+from sqlalchemy import Engine, select, tuple_
 
 from forecasting.errors import DataError
 from forecasting.schema import SourceSchema
+from planning.lifecycle import record_overrides
 from planning.writeback import ensure_table
 
 REQUIRED = ("store_id", "material_id", "planner_qty", "override_reason")
@@ -113,10 +117,10 @@ def read_override_csv(path: str | Path) -> list[Override]:
 
 
 def apply_overrides(engine: Engine, schema: SourceSchema, overrides: list[Override], user: str | None = None) -> int:
-    """Record every override in one transaction; a line missing from the proposal table aborts them all."""
+    """Append every override to the log in one transaction (``planning.lifecycle``); a line missing from the
+    proposal table, not a draft, or not orderable that day aborts them all. Returns how many were appended."""
     ensure_table(engine, schema)
     t = schema["proposals"]
-    now = datetime.now(UTC).replace(tzinfo=None)
     who = (user or default_user())[:64]
     keys = [(o.proposal_date, o.store_id, o.material_id) for o in overrides]
     with engine.begin() as conn:
@@ -134,12 +138,10 @@ def apply_overrides(engine: Engine, schema: SourceSchema, overrides: list[Overri
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             raise DataError(f"{where}no proposal for {o.proposal_date} store {o.store_id} material {o.material_id}"
                             f"{more}: run `replenish plan --date {o.proposal_date}` first; nothing was changed")
-        for o in overrides:
-            conn.execute(
-                t.update()
-                .where(and_(t.c.proposal_date == o.proposal_date, t.c.store_id == o.store_id,
-                            t.c.material_id == o.material_id))
-                .values(planner_qty=float(o.planner_qty), override_reason=o.reason, overridden_by=who,
-                        overridden_at=now)
-            )
-    return len(overrides)
+        try:
+            return record_overrides(conn, schema, [(o.proposal_date, o.store_id, o.material_id, o.planner_qty,
+                                                    o.reason) for o in overrides], who)
+        except DataError as exc:
+            bad = next((o for o in overrides if f"material {o.material_id}" in str(exc)), None)
+            where = f"{bad.where}: " if bad is not None and bad.where else ""
+            raise type(exc)(f"{where}{exc}; nothing was changed") from None

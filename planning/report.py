@@ -20,15 +20,16 @@ import pandas as pd
 from forecasting.config import Settings, resolve_path
 from forecasting.forecast_cache import CachedForecast
 from forecasting.material_demand import daily_material_summary, draw_product_samples, material_samples
-from forecasting.policy import fmt
 from planning.exceptions import SEVERITY, TITLES, PlanException
 from planning.inputs import PlanInputs
+from planning.lifecycle import final_packs
+from planning.words import amount, details, plain_reason
 
 if TYPE_CHECKING:
     from planning.plan import StorePlan
 
-COLORS = {"stockout": "#c62828", "implausible_count": "#ef6c00", "high_order": "#b8860b", "review": "#1565c0",
-          "new_item": "#607d8b"}
+COLORS = {"stockout": "#c62828", "replan": "#6a1b9a", "implausible_count": "#ef6c00", "high_order": "#b8860b",
+          "review": "#1565c0", "new_item": "#607d8b"}
 REASON_LABELS = {
     "covered": "stock covers it", "rounded_up": "rounded up", "rounded_down": "rounded down",
     "shelf_life_cap": "shelf-life cap", "case_cover": "pack > shelf life", "moq": "MOQ", "moq_blocked": "MOQ blocked",
@@ -110,23 +111,25 @@ def _exceptions_html(exceptions: list[PlanException]) -> str:
 
 
 def _row(r: pd.Series, kinds: list[str], suppliers: dict[int, str]) -> str:
-    packs = int(r["qty_packs"])
+    final, engine = int(r["final_packs"]), int(r["qty_packs"])
     chips = "".join(f"<span class='chip x'>{esc(TITLES[k].split(',')[0].lower())}</span>" for k in kinds)
     chips += "".join(f"<span class=chip>{esc(REASON_LABELS.get(c, c.replace('_', ' ')))}</span>"
                      for c in r["reason_codes"] if not c.startswith("count_"))
     unit = r["unit"] or "units"
-    value = f"${r['order_value']:,.2f}" if pd.notna(r.get("order_value")) and packs else ""
-    units = f"{fmt(r['qty_units'])} {esc(unit)}" if packs else ""
-    why = (f"needs {fmt(r['demand_median'])} (q{fmt(100 * r['quantile_level'])} {fmt(r['order_up_to'])}) over "
-           f"{int(r['window_days'])} days; has {fmt(r['inventory_position'])}")
+    cost = (r["order_value"] / engine) if engine and pd.notna(r.get("order_value")) else None
+    value = f"${final * cost:,.2f}" if cost is not None and final else ""
+    units = amount(final * float(r["pack_size"]), unit) if final else ""
+    planner = "" if r.get("planner_qty") is None or pd.isna(r.get("planner_qty")) else \
+        f"<div class=small>planner's number: {esc(r.get('override_reason'))}</div>"
     return (
-        f"<tr class='{'flag' if kinds else ''}'><td><div class=mat>{esc(r['material_name'] or r['material_id'])}</div>"
+        f"<tr class='{'flag' if kinds or r.get('count_flag') == 'stale' else ''}'><td><div class=mat>"
+        f"{esc(r['material_name'] or r['material_id'])}</div>"
         f"<div class=small>#{int(r['material_id'])} · {esc(suppliers.get(int(r['supplier_id']), r['supplier_id']))}"
-        f"</div></td><td class='packs{' zero' if packs == 0 else ''}'>{packs}</td>"
-        f"<td class=num>{units}<div class=small>{fmt(r['pack_size'])} {esc(unit)}/pack</div></td>"
+        f"</div></td><td class='packs{' zero' if final == 0 else ''}'>{final}</td><td class=num>{engine}{planner}</td>"
+        f"<td class=num>{units}<div class=small>{amount(r['pack_size'], unit)}/pack</div></td>"
         f"<td class=num>{r['delivery_date']:%a %m-%d}</td><td class=num>{value}</td>"
-        f"<td>{chips}<div class=small>{esc(why)}</div><details><summary>why</summary>"
-        f"<p>{esc(r['explanation'])}</p></details></td></tr>"
+        f"<td>{chips}<div class=small>{esc(plain_reason(r))}</div><details><summary>details</summary>"
+        f"<p>{esc(details(r))}</p></details></td></tr>"
     )
 
 
@@ -137,11 +140,12 @@ def _table(lines: pd.DataFrame, exceptions: list[PlanException], suppliers: dict
     df = lines.copy()
     df["_exc"] = [min((SEVERITY[k] for k in kinds.get((int(s), int(m)), [])), default=99)
                   for s, m in zip(df["store_id"], df["material_id"], strict=True)]
-    head = ("<tr><th>Material</th><th style='text-align:right'>Packs</th><th style='text-align:right'>Units</th>"
-            "<th style='text-align:right'>Delivery</th><th style='text-align:right'>Value</th><th>Reasons</th></tr>")
+    head = ("<tr><th>Material</th><th style='text-align:right'>Final packs</th><th style='text-align:right'>Engine"
+            "</th><th style='text-align:right'>Amount</th><th style='text-align:right'>Delivery</th>"
+            "<th style='text-align:right'>Value (USD)</th><th>Why</th></tr>")
     order_day = df[df["is_order_day"]]
-    shown = order_day[(order_day["qty_packs"] > 0) | (order_day["_exc"] < 99)]
-    shown = shown.sort_values(["_exc", "qty_packs", "supplier_id", "material_name"],
+    shown = order_day[(order_day["final_packs"] > 0) | (order_day["qty_packs"] > 0) | (order_day["_exc"] < 99)]
+    shown = shown.sort_values(["_exc", "final_packs", "supplier_id", "material_name"],
                               ascending=[True, False, True, True])
     quiet = order_day.drop(shown.index).sort_values(["supplier_id", "material_name"])
     later = df[~df["is_order_day"]].sort_values(["_exc", "supplier_id", "material_name"])
@@ -150,7 +154,7 @@ def _table(lines: pd.DataFrame, exceptions: list[PlanException], suppliers: dict
         return "".join(_row(r, kinds.get((int(r["store_id"]), int(r["material_id"])), []), suppliers)
                        for _, r in frame.iterrows())
 
-    body = rows(shown) or "<tr><td colspan=6>Nothing to order today.</td></tr>"
+    body = rows(shown) or "<tr><td colspan=7>Nothing to order today.</td></tr>"
     out = f"<table>{head}{body}</table>"
     for frame, what in ((quiet, "can be ordered today but need nothing (stock covers the window)"),
                         (later, "have no order day today (the next one is in the reasons)")):
@@ -191,7 +195,12 @@ def plots_html(sp: StorePlan, cache: CachedForecast, inputs: PlanInputs, actuals
     lines = sp.lines.copy()
     cost = lines["material_id"].map(inputs.materials.set_index("material_id")["unit_cost"]).fillna(1.0)
     lines["_rank"] = lines["order_value"].fillna(0.0) + 1e-3 * lines["demand_mean"] * cost
-    top = lines[lines["demand_mean"] > 0].sort_values("_rank", ascending=False).head(k)
+    flagged = {e.material_id for e in sp.exceptions if e.material_id}
+    lines["_exc"] = lines["material_id"].astype(int).isin(flagged)
+    # the exception materials (what the planner checks; at most 2 x plot_materials), then the main ones by value
+    top = lines[(lines["demand_mean"] > 0) & (lines["_exc"])].sort_values("_rank", ascending=False).head(2 * k)
+    top = pd.concat([top, lines[(lines["demand_mean"] > 0) & ~lines["_exc"]].sort_values(
+        "_rank", ascending=False).head(k)])
     if top.empty:
         return ""
     fc = cache.frame[cache.frame["store_id"] == sp.store_id]
@@ -227,8 +236,19 @@ def plots_html(sp: StorePlan, cache: CachedForecast, inputs: PlanInputs, actuals
         plt.close(fig)
     legend = ("<p class=small>Black: actual daily use (feature store). Blue line: forecast mean; bands: 80% and 90% "
               "intervals of the day's demand. Red dashed line: this order's delivery.</p>")
-    return ("<h2>Main materials: recent use and forecast</h2>" + legend + "<div class=plots>" + "".join(cards)
-            + "</div>")
+    return ("<h2>Exception and main materials: recent use and forecast</h2>" + legend + "<div class=plots>"
+            + "".join(cards) + "</div>")
+
+
+def stale_banner(sp: StorePlan, order_date: date) -> str:
+    """One banner for a plan from old counts (instead of one "old count" card per line)."""
+    if not sp.stale:
+        return ""
+    newest = order_date - timedelta(days=1 + int(sp.count_age_days or 0))
+    return (f"<div class=exc style='border-left-color:#c62828;background:#fdecea'><div class=t style='color:#c62828'>"
+            f"Counts are {sp.count_age_days} days old</div><div class=m>The newest count is from {newest:%a %d %b}; "
+            f"this plan expects the evening of {order_date - timedelta(days=1):%a %d %b}. Every line is flagged: "
+            "recount the store, or check each line before approving.</div></div>")
 
 
 def write_store_report(out: Path, sp: StorePlan, cache: CachedForecast, inputs: PlanInputs,
@@ -237,18 +257,23 @@ def write_store_report(out: Path, sp: StorePlan, cache: CachedForecast, inputs: 
     order_date = lines["order_date"].iloc[0]
     suppliers = inputs.suppliers.set_index("supplier_id")["supplier_name"].to_dict() \
         if "supplier_name" in inputs.suppliers else {}
-    ordering = lines[lines["qty_packs"] > 0]
-    value = ordering["order_value"].fillna(0.0).sum()
+    ordering = lines[lines["final_packs"] > 0]
+    per_pack = (lines["order_value"] / lines["qty_packs"].where(lines["qty_packs"] > 0)).fillna(0.0)
+    value = float((per_pack * lines["final_packs"]).sum())
     kpis = _kpis([
-        ("order lines", str(len(ordering))), ("packs", f"{int(ordering['qty_packs'].sum())}"),
-        ("order value", f"${value:,.0f}"), ("exceptions", str(len(sp.exceptions))),
-        ("suppliers ordering today", str(ordering["supplier_id"].nunique())),
+        ("order lines", str(len(ordering))), ("final packs", f"{int(ordering['final_packs'].sum())} packs"),
+        ("order value", f"${value:,.2f}"), ("exceptions", str(len(sp.exceptions))),
+        ("suppliers ordering today", str(ordering["supplier_id"].nunique())), ("state", sp.status),
     ])
-    body = (kpis + "<h2>Exceptions first</h2>" + _exceptions_html(sp.exceptions)
+    counts = pd.to_datetime(lines["count_date"], errors="coerce").dropna()
+    counted = f"counts of {counts.max():%a %d %b}" if len(counts) else "no inventory counts (on hand taken as 0)"
+    banner = stale_banner(sp, order_date)
+    body = (banner + kpis + "<h2>Exceptions first</h2>" + _exceptions_html(sp.exceptions)
             + "<h2>Order proposal: packs to order</h2>" + _table(lines, sp.exceptions, suppliers)
             + plots_html(sp, cache, inputs, actuals, settings)
-            + f"<footer>Model {esc(cache.model_version)}, data through {cache.data_date}; counts of the previous "
-              f"evening; edit planner_qty/override_reason in store_{sp.store_id}.csv and run "
+            + f"<footer>Model {esc(cache.model_version)}, data through {cache.data_date}; {counted}; final = the "
+              "planner's number where changed, else the engine's; edit planner_qty/override_reason in "
+              f"store_{sp.store_id}.csv and run "
               f"<code>replenish override --import</code> to record changes. <a href=index.html>All stores</a></footer>")
     page = _page(f"{sp.store_name} - order {order_date}", esc(sp.store_name),
                  f"Order proposal for {order_date:%A %d %B %Y} · store {sp.store_id} · model {esc(cache.model_version)}"
@@ -259,26 +284,51 @@ def write_store_report(out: Path, sp: StorePlan, cache: CachedForecast, inputs: 
 
 
 def write_index(out: Path, plans: list[StorePlan], failures: dict[int, str], cache: CachedForecast,
-                order_date: date) -> Path:
+                order_date: date, others: pd.DataFrame | None = None, names: dict | None = None) -> Path:
+    """The day's index: the stores planned now plus the stores of the date already in the proposal table
+    (``others``), so a partial re-plan (``--store``) keeps every store on it."""
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for sp in sorted(plans, key=lambda p: (-sum(SEVERITY[e.kind] == 0 for e in p.exceptions), p.store_id)):
-        o = sp.lines[sp.lines["qty_packs"] > 0]
+    entries = []
+    for sp in plans:
+        o = sp.lines[sp.lines["final_packs"] > 0]
+        per_pack = (sp.lines["order_value"] / sp.lines["qty_packs"].where(sp.lines["qty_packs"] > 0)).fillna(0.0)
+        value = float((per_pack * sp.lines["final_packs"]).sum())
         kinds = pd.Series([e.kind for e in sp.exceptions]).value_counts().to_dict()
-        chips = "".join(f"<span class='chip x' style='background:{COLORS[k]}22;color:{COLORS[k]}'>{n} "
-                        f"{esc(TITLES[k].lower())}</span>" for k, n in sorted(kinds.items(),
-                                                                              key=lambda kv: SEVERITY[kv[0]]))
-        rows.append(f"<tr><td><a class=mat href='store_{sp.store_id}.html'>{esc(sp.store_name)}</a>"
-                    f"<div class=small>store {sp.store_id} · <a href='store_{sp.store_id}.csv'>CSV</a></div></td>"
-                    f"<td class=packs>{int(o['qty_packs'].sum())}</td><td class=num>{len(o)}</td>"
-                    f"<td class=num>${o['order_value'].fillna(0).sum():,.0f}</td><td>{chips or 'none'}</td></tr>")
+        entries.append((sp.store_id, sp.store_name, int(o["final_packs"].sum()), len(o), value, kinds, sp.status,
+                        sp.stale))
+    if others is not None and len(others):
+        import json
+
+        for sid, g in others.groupby("store_id"):
+            final = [final_packs(a, b) for a, b in zip(g["packs"], g["planner_qty"], strict=True)]
+            value = sum(float(json.loads(e).get("order_value") or 0.0) / p * f if p else 0.0
+                        for e, p, f in zip(g["explanation"], g["packs"], final, strict=True))
+            kinds = pd.Series([x["kind"] for e in g["explanation"] for x in json.loads(e).get("exceptions", [])]
+                              ).value_counts().to_dict()
+            entries.append((int(sid), str((names or {}).get(int(sid), f"Store {sid}")), sum(final),
+                            sum(f > 0 for f in final), value, kinds, str(g["status"].iloc[0]), False))
+    for sid, name, n_packs, n_lines, value, kinds, status, stale in sorted(
+            entries, key=lambda x: (-sum(n for k, n in x[5].items() if SEVERITY.get(k) == 0), x[0])):
+        chips = "".join(f"<span class='chip x' style='background:{COLORS.get(k, '#607d8b')}22;"
+                        f"color:{COLORS.get(k, '#607d8b')}'>{n} {esc(TITLES.get(k, k).lower())}</span>"
+                        for k, n in sorted(kinds.items(), key=lambda kv: SEVERITY.get(kv[0], 9)))
+        if stale:
+            chips = "<span class='chip x'>counts are old</span>" + chips
+        rows.append(f"<tr><td><a class=mat href='store_{sid}.html'>{esc(name)}</a>"
+                    f"<div class=small>store {sid} · <a href='store_{sid}.csv'>CSV</a> · {esc(status)}</div></td>"
+                    f"<td class=packs>{n_packs}</td><td class=num>{n_lines}</td>"
+                    f"<td class=num>${value:,.2f}</td><td>{chips or 'none'}</td></tr>")
     for sid, msg in sorted(failures.items()):
         rows.append(f"<tr class=flag><td><div class=mat>Store {sid}</div></td><td colspan=4 style='color:#c62828'>"
                     f"not planned: {esc(msg)}</td></tr>")
-    table = ("<table><tr><th>Store</th><th style='text-align:right'>Packs</th><th style='text-align:right'>Lines"
-             "</th><th style='text-align:right'>Value</th><th>Exceptions</th></tr>" + "".join(rows) + "</table>")
-    n_exc = sum(len(p.exceptions) for p in plans)
-    body = _kpis([("stores planned", str(len(plans))), ("stores failed", str(len(failures))),
+    table = ("<table><tr><th>Store</th><th style='text-align:right'>Final packs</th><th style='text-align:right'>"
+             "Lines</th><th style='text-align:right'>Value (USD)</th><th>Exceptions</th></tr>" + "".join(rows)
+             + "</table>")
+    n_exc = sum(sum(e[5].values()) for e in entries)
+    total_packs, total_value = sum(e[2] for e in entries), sum(e[4] for e in entries)
+    body = _kpis([("stores", str(len(entries))), ("stores failed", str(len(failures))),
+                  ("chain packs", f"{total_packs:,} packs"), ("chain order value", f"${total_value:,.2f}"),
                   ("exceptions", str(n_exc))]) + table
     page = _page(f"Order proposals {order_date}", f"Order proposals · {order_date:%A %d %B %Y}",
                  f"model {esc(cache.model_version)} · data through {cache.data_date}", body)

@@ -9,21 +9,37 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import pandas as pd
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Engine, and_, inspect, select, text
 
 from forecasting.db import ensure_schemas
-from forecasting.schema import SourceSchema
+from forecasting.schema import LIFECYCLE_TABLES, SourceSchema
 
 OVERRIDE_COLS = ("planner_qty", "override_reason", "overridden_by", "overridden_at")
 
 
+LIFECYCLE_COLS = ("status", "replan_packs", "replan_at")
+
+
 def ensure_table(engine: Engine, schema: SourceSchema) -> None:
-    """Create the proposal table when missing (older sources were initialised before it existed)."""
+    """Create the proposal and lifecycle tables when missing (older sources were initialised before they existed)
+    and add the lifecycle columns to a proposal table created before them (every line there is a draft)."""
     ensure_schemas(engine, schema)
-    schema["proposals"].create(engine, checkfirst=True)
+    for name in ("proposals", *LIFECYCLE_TABLES):
+        schema[name].create(engine, checkfirst=True)
+    t = schema["proposals"]
+    have = {c["name"] for c in inspect(engine).get_columns(t.name, schema=t.schema)}
+    missing = [c for c in LIFECYCLE_COLS if c not in have]
+    if missing:
+        prep = engine.dialect.identifier_preparer
+        with engine.begin() as conn:
+            for c in missing:
+                col = t.c[c]
+                ddl = f"ALTER TABLE {prep.format_table(t)} ADD COLUMN {prep.quote(c)} " \
+                      f"{col.type.compile(engine.dialect)}" + (" NOT NULL DEFAULT 'draft'" if c == "status" else "")
+                conn.execute(text(ddl))
 
 
 def _json_default(value):
@@ -56,6 +72,7 @@ def proposal_rows(lines: pd.DataFrame, exceptions: dict[tuple[int, int], list[di
             "model_version": str(rec["model_version"]),
             "data_date": rec["data_date"],
             "created_at": created_at,
+            "status": "draft",
         })
     return rows
 
@@ -70,35 +87,47 @@ def write_proposals(
     batch_size: int = 500,
     hook: Callable[[int], None] | None = None,
 ) -> dict[str, int]:
-    """Replace the proposal of ``proposal_date`` for ``store_ids`` with ``rows`` in ONE transaction.
+    """Replace the draft proposal of ``proposal_date`` for ``store_ids`` with ``rows`` in ONE transaction.
 
-    Overrides already recorded on a line of the same (date, store, material) are carried over. ``hook(n)`` runs
-    after each inserted batch (n rows so far): tests use it to fail mid-write.
+    Only draft lines are rewritten: a store that is approved, released or cancelled keeps its lines, and where the
+    engine's new number differs from one of them it is recorded in ``replan_packs`` (an exception for the planner,
+    never a silent change). Overrides on a rewritten line are carried over. ``hook(n)`` runs after each inserted
+    batch (n rows so far): tests use it to fail mid-write.
     """
     ensure_table(engine, schema)
     t = schema["proposals"]
     if not store_ids:
-        return {"deleted": 0, "inserted": 0, "overrides_kept": 0}
+        return {"deleted": 0, "inserted": 0, "overrides_kept": 0, "held": 0, "held_changed": 0}
     where = and_(t.c.proposal_date == proposal_date, t.c.store_id.in_([int(s) for s in store_ids]))
+    stamp = datetime.now(UTC).replace(tzinfo=None)
     with engine.begin() as conn:
-        kept = {
-            (int(r.store_id), int(r.material_id)): {c: getattr(r, c) for c in OVERRIDE_COLS}
-            for r in conn.execute(select(t.c.store_id, t.c.material_id, *[t.c[c] for c in OVERRIDE_COLS])
-                                  .where(where, t.c.planner_qty.is_not(None)))
-        }
-        deleted = conn.execute(t.delete().where(where)).rowcount
-        n_kept = 0
+        old = {(int(r.store_id), int(r.material_id)): r for r in conn.execute(
+            select(t.c.store_id, t.c.material_id, t.c.packs, t.c.status, *[t.c[c] for c in OVERRIDE_COLS])
+            .where(where))}
+        deleted = conn.execute(t.delete().where(where, t.c.status == "draft")).rowcount
+        n_kept = held = changed = 0
         out = []
         for r in rows:
-            prev = kept.get((r["store_id"], r["material_id"]))
-            if prev is not None:
+            prev = old.get((r["store_id"], r["material_id"]))
+            if prev is not None and prev.status != "draft":
+                held += 1
+                moved = prev.packs != r["packs"]
+                changed += moved
+                conn.execute(t.update().where(t.c.proposal_date == proposal_date, t.c.store_id == r["store_id"],
+                                              t.c.material_id == r["material_id"])
+                             .values(replan_packs=r["packs"] if moved else None, replan_at=stamp if moved else None))
+                continue
+            if prev is not None and prev.planner_qty is not None:
                 n_kept += 1
-            out.append({**r, **(prev or dict.fromkeys(OVERRIDE_COLS))})
+                out.append({**r, **{c: getattr(prev, c) for c in OVERRIDE_COLS}})
+            else:
+                out.append({**r, **dict.fromkeys(OVERRIDE_COLS)})
         for i in range(0, len(out), batch_size):
             conn.execute(t.insert(), out[i: i + batch_size])
             if hook is not None:
                 hook(min(i + batch_size, len(out)))
-    return {"deleted": int(deleted or 0), "inserted": len(out), "overrides_kept": n_kept}
+    return {"deleted": int(deleted or 0), "inserted": len(out), "overrides_kept": n_kept, "held": held,
+            "held_changed": changed}
 
 
 def read_proposals(engine: Engine, schema: SourceSchema, proposal_date: date | None = None,

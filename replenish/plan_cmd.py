@@ -59,17 +59,20 @@ def forecast(
 def _print_plan(res) -> None:
     from rich.table import Table
 
-    tab = Table("store", "order lines", "packs", "exceptions", "report", title=f"proposal {res.order_date} "
-                f"(model {res.model_version}, data {res.data_date})")
+    tab = Table("store", "state", "order lines", "final packs", "exceptions", "report",
+                title=f"proposal {res.order_date} (model {res.model_version}, data {res.data_date})")
     for sp in res.stores:
-        o = sp.lines[sp.lines["qty_packs"] > 0]
-        tab.add_row(f"{sp.store_id} {sp.store_name}", str(len(o)), str(int(o["qty_packs"].sum())),
-                    str(len(sp.exceptions)), str(sp.html_path or ""))
+        o = sp.lines[sp.lines["final_packs"] > 0]
+        tab.add_row(f"{sp.store_id} {sp.store_name}", sp.status + (" (stale counts)" if sp.stale else ""),
+                    str(len(o)), str(int(o["final_packs"].sum())), str(len(sp.exceptions)), str(sp.html_path or ""))
     console.print(tab)
     if res.written is not None:
         w = res.written
         console.print(f"proposal table: {w['inserted']} lines written, {w['deleted']} replaced, "
-                      f"{w['overrides_kept']} overrides kept", highlight=False)
+                      f"{w['overrides_kept']} overrides kept"
+                      + (f"; {w['held']} approved or released lines kept as they are ({w['held_changed']} where the "
+                         "engine now differs: see their re-plan exceptions)" if w.get("held") else ""),
+                      highlight=False)
     if res.index_path:
         console.print(f"index: {res.index_path}", highlight=False)
 
@@ -83,10 +86,14 @@ def plan(
     features: str = FEATURES,
     no_write: bool = typer.Option(False, "--no-write", help="Do not write the proposal table."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary object on stdout."),
+    allow_stale: bool = typer.Option(False, "--allow-stale", help="Exit 0 even when a store's newest count is older "
+                                                                  "than planning.stale_count_days."),
     config: str = CONFIG,
 ) -> None:
     """Order proposal per store from the cached forecasts and the latest counts and open orders: CSV + HTML report
-    per store (exceptions first), written to the proposal table (a re-run replaces the date's lines)."""
+    per store (exceptions first), written to the proposal table (a re-run replaces the date's draft lines; approved
+    and released ones are kept and flagged when the engine's number moved). Stale counts: one banner, every line
+    flagged, exit 1 unless --allow-stale."""
     from planning.plan import run_plan
 
     cfg = settings(config)
@@ -98,9 +105,16 @@ def plan(
         emit_json(res.summary())
     else:
         _print_plan(res)
+    stale = res.stale
+    if stale and not allow_stale:
+        ages = ", ".join(f"store {s}: {d} days" for s, d in sorted(stale.items()))
+        err_console.print(f"[bold red]stale counts:[/] the newest counts are older than {res.stale_days} days "
+                          f"({ages}); the plan was written with every line of those stores flagged. Recount, or "
+                          "re-run with --allow-stale to accept it.", highlight=False, soft_wrap=True)
     if res.failures:
         for sid, msg in sorted(res.failures.items()):
             err_console.print(f"[bold red]store {sid} failed:[/] {msg}", highlight=False, soft_wrap=True)
+    if res.failures or (stale and not allow_stale):
         sys.exit(1)
 
 
@@ -113,13 +127,30 @@ def override(
     import_csv: str = typer.Option(None, "--import", help="A plan CSV with planner_qty and override_reason filled "
                                                           "in on the lines to change."),
     user: str = typer.Option(None, "--by", help="Who overrides (default: $REPLENISH_USER or $USER)."),
+    withdraw: bool = typer.Option(False, "--withdraw", help="Withdraw the line's current override (needs --date, "
+                                                            "--store, --material); the previous one counts again."),
     db: str = DB,
     config: str = CONFIG,
 ) -> None:
-    """Record the planner's number beside the engine's (both kept); all rows or none."""
-    from planning.overrides import Override, apply_overrides, parse_packs, read_override_csv
+    """Record the planner's number beside the engine's (both kept, every override appended to the log); all rows
+    or none. Only draft lines on an order day can be changed."""
+    from planning.overrides import Override, apply_overrides, default_user, parse_packs, read_override_csv
 
     cfg = settings(config)
+    if withdraw:
+        missing = [n for n, v in (("--date", day), ("--store", store), ("--material", material)) if v is None]
+        if missing or import_csv or qty is not None:
+            raise ConfigError("--withdraw takes --date, --store and --material only"
+                              + (f" (missing {', '.join(missing)})" if missing else ""))
+        from planning.lifecycle import withdraw as withdraw_override
+
+        engine, schema = source(db, cfg)
+        now = withdraw_override(engine, schema, _date(day, "--date"), int(store), int(material),
+                                (user or default_user()))
+        console.print("override withdrawn; " + ("the engine's number counts again" if now is None else
+                                                f"the previous override counts again: {now['packs']} packs "
+                                                f"({now['reason']})"), highlight=False)
+        return
     if import_csv:
         if any(v is not None for v in (day, store, material, qty, reason)):
             raise ConfigError("--import takes the lines from the file: drop --date/--store/--material/--qty/--reason")
@@ -133,7 +164,9 @@ def override(
                          reason.strip()[:500])]
     engine, schema = source(db, cfg)
     n = apply_overrides(engine, schema, rows, user)
-    console.print(f"{n} override{'s' if n != 1 else ''} recorded (engine numbers kept)", highlight=False)
+    same = len(rows) - n
+    console.print(f"{n} override{'s' if n != 1 else ''} recorded (engine numbers kept)"
+                  + (f"; {same} unchanged" if same else ""), highlight=False)
 
 
 def simulate(
@@ -184,10 +217,11 @@ def nightly(
     forecasts: str = FORECASTS,
     out: str = typer.Option(None, "--out", help="Reports folder (default: planning.reports_dir)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary object on stdout."),
+    allow_stale: bool = typer.Option(False, "--allow-stale", help="Exit 0 even when counts are stale."),
     config: str = CONFIG,
 ) -> None:
     """Incremental features, batch forecasts with the champion, the plan and its write-back; safe to re-run. A
-    failing store does not stop the others (listed at the end, exit 1)."""
+    failing store does not stop the others (listed at the end, exit 1); so do stale counts unless --allow-stale."""
     from planning.nightly import run_nightly
 
     cfg = settings(config)
@@ -200,9 +234,15 @@ def nightly(
         console.print(f"features {res['features']['mode']} through {res['features']['watermark']}; forecasts "
                       f"{res['forecast']['model_version']} data {res['forecast']['data_date']}; plan "
                       f"{len(res['plan']['stores'])} stores -> {res['plan']['index']}", highlight=False)
-    if res["plan"]["failures"]:
-        for sid, msg in sorted(res["plan"]["failures"].items()):
-            err_console.print(f"[bold red]store {sid} failed:[/] {msg}", highlight=False, soft_wrap=True)
+    stale = {s: v["count_age_days"] for s, v in res["plan"]["stores"].items() if v.get("stale")}
+    if stale and not allow_stale:
+        ages = ", ".join(f"store {s}: {d} days" for s, d in sorted(stale.items()))
+        err_console.print(f"[bold red]stale counts:[/] {ages}; the plan was written with every line of those stores "
+                          "flagged. Recount, or re-run with --allow-stale to accept it.", highlight=False,
+                          soft_wrap=True)
+    for sid, msg in sorted(res["plan"]["failures"].items()):
+        err_console.print(f"[bold red]store {sid} failed:[/] {msg}", highlight=False, soft_wrap=True)
+    if res["plan"]["failures"] or (stale and not allow_stale):
         sys.exit(1)
 
 

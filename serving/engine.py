@@ -239,6 +239,7 @@ class Engine:
     _answers_of: tuple = ()  # the (model load, counts read) they were computed from
     _answers_bytes: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _decisions: dict = field(default_factory=dict)  # (store, date) -> (read at, token, {material: planner's side})
 
     def __post_init__(self) -> None:
         if self.counts is None:
@@ -294,9 +295,12 @@ class Engine:
             hit = wd.memo[key] = (plan, frozenset(wd.material_ids.tolist()))
         return hit
 
-    def _request_held(self, st: ServingState, wd: WindowDemand, si: int,
-                      items: list[InventoryItem]) -> tuple[Held, list[str]]:
-        """Positions from the request's counts: on hand as counted, on order assumed to arrive by the delivery."""
+    def _request_held(self, st: ServingState, wd: WindowDemand, si: int, items: list[InventoryItem],
+                      scope: str = "complete", store_id: int | None = None) -> tuple[Held, list[str]]:
+        """Positions from the request's counts: on hand as counted, on order assumed to arrive by the delivery.
+
+        Materials the request does not list are never silent zeros: 'complete' takes them as 0 and says which,
+        'partial' takes the source's latest counts for them and says which."""
         given = {i.material_id: i for i in items}
         unknown = given.keys() - st.material_ids
         if unknown:
@@ -306,13 +310,25 @@ class Engine:
         unused = given.keys() - used
         if unused:
             warnings.append(f"material_id {_ids(unused)} is not used by any forecast product: no line")
+        unlisted = [mid for _, mid, has_demand in plan if has_demand and mid not in given]
+        listed = f"inventory lists {len(given)} material{'s' if len(given) != 1 else ''}"
+        from_source: dict[int, tuple] = {}
+        if unlisted and scope == "partial":  # the source's latest counts for what the request does not list
+            src, _ = self._source_held(st, wd, si, store_id)
+            from_source = {mi: (c, p) for mi, c, p in src}
+            warnings.append(f"{listed}; {len(unlisted)} it does not list use the "
+                            f"source's latest counts (inventory_scope 'partial'): material_id {_ids(unlisted)}")
+        elif unlisted:
+            warnings.append(f"{listed}; {len(unlisted)} it does not list are taken as 0 "
+                            f"on hand and 0 on order (inventory_scope 'complete'): material_id {_ids(unlisted)}; "
+                            "send their counts, or inventory_scope 'partial' to use the source's latest counts")
         position_date = wd.order_date - timedelta(days=1)
         held: Held = []
         for mi, mid, has_demand in plan:
             item = given.get(mid)
             if item is None:
                 if has_demand:
-                    held.append((mi, _MISSING, _NOTHING))
+                    held.append((mi, *from_source.get(mi, (_MISSING, _NOTHING))))
                 continue
             on_hand, on_order = float(item.on_hand), float(item.on_order)
             count = CountAssessment(on_hand, position_date, on_hand, "ok", "", 0.0)
@@ -346,22 +362,52 @@ class Engine:
         st = self._state()
         wd, si = self._window(st, req.store_id, req.order_date)
         if req.inventory is not None:
-            held, warnings = self._request_held(st, wd, si, req.inventory)
+            held, warnings = self._request_held(st, wd, si, req.inventory, req.inventory_scope, req.store_id)
             return st, wd, si, held, warnings, None
         held, version = self._source_held(st, wd, si, req.store_id)
         key = None if version is None else (*version, req.store_id, req.order_date, req.service_level)
         return st, wd, si, held, [], key
 
-    def _lines(self, st: ServingState, wd: WindowDemand, si: int, held: Held, level: float | None) -> list[dict]:
+    def decisions(self, store_id: int, order_date: date) -> tuple[int, dict]:
+        """The planner's side of a stored proposal (overrides, state) for one store and date, and a token that
+        changes with it; re-read at most every ``serving.inventory_ttl_s`` (a failed read keeps the last one)."""
+        key = (store_id, order_date)
+        hit = self._decisions.get(key)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self.settings.serving.inventory_ttl_s:
+            return hit[1], hit[2]
+        try:
+            from planning.lifecycle import decisions
+
+            got = decisions(self.source._get_engine(), self.source.schema, store_id, order_date)
+        except Exception:  # noqa: BLE001 - no proposal table or the source is down: the engine's numbers stand
+            got = hit[2] if hit else {}
+        token = hash(tuple(sorted(got.items())))
+        if len(self._decisions) > 10_000:
+            self._decisions.clear()
+        self._decisions[key] = (now, token, got)
+        return token, got
+
+    def _lines(self, st: ServingState, wd: WindowDemand, si: int, held: Held, level: float | None,
+               dec: dict | None = None) -> list[dict]:
         cfg = self.settings.replenishment
-        return [line_fields(wd, si, mi, c, p, cfg, st.model_version, st.data_date, service_level=level)
-                for mi, c, p in held]
+        lines = [line_fields(wd, si, mi, c, p, cfg, st.model_version, st.data_date, service_level=level)
+                 for mi, c, p in held]
+        for ln in lines if dec else ():
+            got = dec.get(ln["material_id"])
+            if got is not None:
+                planner, reason, status = got
+                ln["planner_packs"], ln["override_reason"], ln["proposal_status"] = planner, reason, status
+                if planner is not None:
+                    ln["final_packs"] = planner
+        return lines
 
     # ---------------------------------------------------------------------------------------------------------
     def replenish(self, req: ReplenishmentRequest) -> ReplenishmentResponse:
         """The answer as the response model (the batch endpoint and tests); same content as ``replenish_json``."""
         st, wd, si, held, warnings, _ = self._prepare(req)
-        lines = [ProposalLine(**d) for d in self._lines(st, wd, si, held, req.service_level)]
+        _, dec = self.decisions(req.store_id, req.order_date)
+        lines = [ProposalLine(**d) for d in self._lines(st, wd, si, held, req.service_level, dec)]
         return ReplenishmentResponse(
             store_id=req.store_id, order_date=req.order_date, model_version=st.model_version, data_date=st.data_date,
             inventory_source="request" if req.inventory is not None else "source", lines=lines, warnings=warnings,
@@ -372,7 +418,8 @@ class Engine:
         st, snap = self.state, self.counts.snapshot
         if req.inventory is not None or st is None or snap is None or self.settings.serving.inventory_ttl_s <= 0:
             return None
-        return self._answers.get((st.cache_key, snap.version, req.store_id, req.order_date, req.service_level))
+        token, _ = self.decisions(req.store_id, req.order_date)
+        return self._answers.get((st.cache_key, snap.version, req.store_id, req.order_date, req.service_level, token))
 
     def replenish_json(self, req: ReplenishmentRequest) -> bytes:
         """The answer as JSON bytes, equal to ``replenish(req).model_dump_json()`` without building the models.
@@ -382,12 +429,14 @@ class Engine:
         bytes (tests compare the two).
         """
         st, wd, si, held, warnings, key = self._prepare(req)
+        token, dec = self.decisions(req.store_id, req.order_date)
+        key = None if key is None else (*key, token)
         if key is not None and (hit := self._answers.get(key)) is not None:
             return hit
         body = pydantic_core.to_json({
             "store_id": req.store_id, "order_date": req.order_date, "model_version": st.model_version,
             "data_date": st.data_date, "inventory_source": "request" if req.inventory is not None else "source",
-            "lines": self._lines(st, wd, si, held, req.service_level), "warnings": warnings,
+            "lines": self._lines(st, wd, si, held, req.service_level, dec), "warnings": warnings,
         })
         if key is not None:  # kept until the model or the counts change (bounded; races only cost a recompute)
             if key[:2] != self._answers_of or self._answers_bytes + len(body) > ANSWERS_MAX_BYTES:

@@ -78,8 +78,10 @@ class Guard:
     """ASGI middleware: auth (``hmac.compare_digest``), 413/415, ``X-Model-Version``, the completed OpenAPI."""
 
     def __init__(self, app, *, token: str | None, max_body: int, api_paths: set[str] | dict,
-                 version: Callable[[], str | None], openapi: Callable[[], dict]) -> None:
+                 version: Callable[[], str | None], openapi: Callable[[], dict],
+                 own_auth: tuple[str, ...] = ()) -> None:
         self.app = app
+        self.own_auth = own_auth  # mounted apps that check their own (role) tokens
         self.token = token.encode() if token else None
         self.max_body = max_body
         self.api_paths = api_paths
@@ -99,7 +101,7 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
-        if path in OPEN_PATHS:
+        if path in OPEN_PATHS or any(path == p or path.startswith(p + "/") for p in self.own_auth):
             return await self.app(scope, receive, send)
         version = (self.version() or "").encode()
         vh = [(b"x-model-version", version)] if version else []

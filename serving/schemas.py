@@ -42,6 +42,10 @@ class ReplenishmentRequest(_Req):
     service_level: ServiceLevel | None = Field(
         None, description="Replaces the configured level of service-level materials (newsvendor lines keep theirs)."
     )
+    inventory_scope: Literal["complete", "partial"] = Field(
+        "complete", description="With `inventory`: 'complete' takes materials it does not list as 0 on hand and 0 on "
+        "order; 'partial' takes the source's latest counts for them. Either way the answer warns which materials' "
+        "counts it did not receive.")
 
     @model_validator(mode="after")
     def _unique_materials(self) -> ReplenishmentRequest:

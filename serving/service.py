@@ -16,6 +16,7 @@ import bentoml
 from starlette.responses import JSONResponse, Response
 
 from forecasting.config import load_settings
+from planning.workbench.app import create_app
 from serving import lifecycle
 from serving.engine import ServingError
 from serving.http import Guard, complete_openapi
@@ -40,6 +41,7 @@ API_PATHS = {  # route -> (request model, response model), for the guard and the
 _ACTIVE: dict = {}  # this worker's engine, for the model-version header
 
 
+@bentoml.asgi_app(create_app(SETTINGS), path="/workbench")  # the planners' workbench (its own role tokens)
 @bentoml.service(name="replenishment", workers=SETTINGS.serving.workers, traffic={"timeout": 60})
 class Replenishment:
     """Order quantities and demand forecasts for Luckin Coffee USA stores, from the champion's cached forecasts."""
@@ -95,6 +97,7 @@ Replenishment.add_asgi_middleware(
     token=os.environ.get(SETTINGS.serving.token_env) or None,
     max_body=SETTINGS.serving.max_body_bytes,
     api_paths=API_PATHS,
+    own_auth=("/workbench",),
     version=lambda: _ACTIVE["engine"].model_version() if _ACTIVE else None,
     openapi=lambda: complete_openapi(Replenishment.openapi_spec.asdict(), API_PATHS,
                                      bool(os.environ.get(SETTINGS.serving.token_env))),

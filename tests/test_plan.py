@@ -87,9 +87,15 @@ def test_rerun_replaces_never_duplicates_and_keeps_other_stores(planned, world):
     assert _count(url, proposal_date=D) == before
 
 
+def _rows(path) -> list[dict]:
+    """A plan CSV's rows, the lines that can be ordered today first (only those take an override)."""
+    rows = list(csv.DictReader(path.open()))
+    return sorted(rows, key=lambda r: r["is_order_day"] != "True")
+
+
 def test_override_single_and_import_keep_both_numbers(planned, world, tmp_path):
     url, out, _ = planned
-    rows = list(csv.DictReader((out / "store_1.csv").open()))
+    rows = _rows(out / "store_1.csv")
     a, b = rows[0], rows[1]
     code, _, err = run_cli("override", "--date", D.isoformat(), "--store", "1", "--material", a["material_id"],
                            "--qty", "7", "--reason", "promo next week", "--by", "ana", "--db", url)
@@ -131,7 +137,7 @@ def test_bad_override_rows_change_nothing(planned, tmp_path, edit, message):
     url, out, _ = planned
     engine, schema = open_source(url)
     before = read_proposals(engine, schema, D)
-    rows = list(csv.DictReader((out / "store_3.csv").open()))
+    rows = _rows(out / "store_3.csv")
     edited = tmp_path / "bad.csv"
     with edited.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -220,8 +226,9 @@ def test_mariadb_plan_replaces_and_a_crash_keeps_the_previous_proposal(world, my
     assert not res.failures and n == _count(mysql_url, proposal_date=D) > 0
     again = run_plan(world.settings, engine, schema, D, reports=False)
     assert again.written["deleted"] == n and _count(mysql_url, proposal_date=D) == n  # replaced, not duplicated
-    apply_overrides(engine, schema, [Override(D, 1, int(res.stores[0].lines["material_id"].iloc[0]), 5, "why")],
-                    "ana")
+    first = res.stores[0].lines
+    apply_overrides(engine, schema, [Override(D, 1, int(first.loc[first["is_order_day"], "material_id"].iloc[0]), 5,
+                                              "why")], "ana")
     before = read_proposals(engine, schema, D)
 
     # a row violating NOT NULL in the second batch: the whole replacement is rolled back

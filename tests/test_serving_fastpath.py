@@ -82,6 +82,7 @@ def _reference(eng: Engine, st: ServingState, req: ReplenishmentRequest) -> byte
     return ReplenishmentResponse(
         store_id=req.store_id, order_date=req.order_date, model_version=st.model_version, data_date=st.data_date,
         inventory_source="source" if req.inventory is None else "request", lines=lines,
+        warnings=eng._prepare(req)[4],  # the unlisted materials' warning (inventory scope) is the engine's own
     ).model_dump_json().encode()
 
 
