@@ -9,23 +9,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from forecasting.config import load_settings, resolve_path
 from forecasting.db import safe_url
-
-DIST = "luckin-replenishment"
-
-
-def package_version() -> str:
-    try:
-        return version(DIST)
-    except PackageNotFoundError:  # a source tree that was never installed
-        import tomllib
-
-        with open(resolve_path("pyproject.toml"), "rb") as fh:
-            return tomllib.load(fh)["project"]["version"]
+from forecasting.version import DIST, package_version
 
 
 def _champion(tracking_uri: str, name: str) -> str:
