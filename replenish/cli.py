@@ -106,6 +106,7 @@ def quiet_libraries() -> None:
         warnings.simplefilter("ignore")
         os.environ.setdefault("PYTHONWARNINGS", "ignore")  # the same for subprocesses the commands start
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")  # MLflow sets its own level when imported
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("LIGHTGBM_VERBOSITY", "-1")
     for name in ("mlflow", "alembic", "optuna", "distributed", "bentoml", "fugue", "urllib3"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import contextmanager
 from typing import Any
@@ -13,8 +14,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from forecasting.config import Settings, load_settings
 
-console = Console()
-err_console = Console(stderr=True)
+
+def _width(stream) -> int | None:
+    """Terminal width on a terminal; 120 columns (or $COLUMNS) when piped or logged, so tables and sentences are
+    not squeezed into 80 columns and cut (``seasonal_…``)."""
+    if stream.isatty():
+        return None
+    return int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 120
+
+
+console = Console(width=_width(sys.stdout))
+err_console = Console(stderr=True, width=_width(sys.stderr))
 
 # Options every stage shares, declared once: a metavar that says what to type and the format in the help.
 DB_HELP = ("Source database URL: sqlite:///data/luckin.db or mysql://user:password@host/db "

@@ -65,12 +65,12 @@ def _table(models: dict) -> None:
     console.print(tab)
 
 
-def _headline(head: dict[str, float]) -> None:
+def _headline(head: dict[str, float], label: str) -> None:
     """The headline in plain words under the table."""
     from training.tracking import HEADLINE, describe_headline
 
     if f"{HEADLINE}.final_wape" in head:
-        console.print(describe_headline(head, "final", details=False), highlight=False)
+        console.print(describe_headline(head, label, details=False), highlight=False)
 
 
 def backtest(
@@ -99,7 +99,7 @@ def backtest(
         emit_json(res.metrics)
         return
     _table(res.metrics["models"])
-    _headline(res.metrics.get("headline", {}))
+    _headline(res.metrics.get("headline", {}), res.metrics["final"])
     console.print(f"origins {', '.join(res.metrics['origins'])}; final = {res.metrics['final']}; "
                   f"{res.timings['total']:.0f} s", highlight=False)
     if res.metrics.get("run_id"):
@@ -137,7 +137,7 @@ def train(
         emit_json(summary)
         return
     _table(out["metrics"])
-    _headline(out["headline"])
+    _headline(out["headline"], out["final"])
     what = (f"{cfg.training.registry_name} version {out['version']}" if out["version"]
             else "model logged, not registered")
     console.print(f"MLflow run {out['run_id']}: {what} ({out['final']})", highlight=False)
