@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from replenish.common import CONFIG, DB, console, emit_json, err_console, example, json_flag, progress, settings, source
+from replenish.common import (
+    CONFIG,
+    DB,
+    console,
+    emit_json,
+    err_console,
+    example,
+    json_flag,
+    plural,
+    progress,
+    settings,
+    source,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -58,8 +70,8 @@ def seed(
     rows = summary["rows"]
     console.print(
         f"{safe_url(engine.url)}: seeded '{summary['scenario']}' (seed {n}) {summary['history_start']}.."
-        f"{summary['history_end']}, {summary['stores']} stores, {rows.get('orders', 0):,} orders, "
-        f"{sum(rows.values()):,} rows in {sum(summary['seconds'].values()):.1f}s",
+        f"{summary['history_end']}, {plural(summary['stores'], 'store')}, {plural(rows.get('orders', 0), 'order')}, "
+        f"{plural(sum(rows.values()), 'row')} in {sum(summary['seconds'].values()):.1f} s",
         highlight=False,
     )
     d = summary["diagnostics"]
