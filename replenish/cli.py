@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import warnings
+from contextlib import contextmanager
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
@@ -98,19 +99,41 @@ def command():
     return cmd
 
 
-def quiet_libraries() -> None:
-    """No library warnings, progress bars or info logs in a normal run (the commands print what matters)."""
-    if os.environ.get("REPLENISH_DEBUG"):
+QUIET_ENV = {
+    "PYTHONWARNINGS": "ignore",  # the same for subprocesses the commands start
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_LOGGING_LEVEL": "ERROR",  # MLflow sets its own level when it is imported
+    "TQDM_DISABLE": "1",
+    "LIGHTGBM_VERBOSITY": "-1",
+}
+QUIET_LOGGERS = ("mlflow", "alembic", "optuna", "distributed", "fugue", "urllib3")
+
+
+@contextmanager
+def quiet_libraries():
+    """No library warnings, progress bars or info logs in a normal run (the commands print what matters); undone
+    on the way out, so a test that calls ``main`` in-process keeps its own warning and logging set-up."""
+    if os.environ.get("REPLENISH_DEBUG") or sys.warnoptions:
+        yield
         return
-    if not sys.warnoptions:
+    env = {k: os.environ.get(k) for k in QUIET_ENV}
+    levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        os.environ.setdefault("PYTHONWARNINGS", "ignore")  # the same for subprocesses the commands start
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")  # MLflow sets its own level when imported
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    os.environ.setdefault("LIGHTGBM_VERBOSITY", "-1")
-    for name in ("mlflow", "alembic", "optuna", "distributed", "bentoml", "fugue", "urllib3"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        for k, v in QUIET_ENV.items():
+            os.environ.setdefault(k, v)
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for k, v in env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
 
 
 def one_line(msg: str) -> str:
@@ -130,7 +153,11 @@ def _usage(exc: cx.UsageError) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    quiet_libraries()
+    with quiet_libraries():
+        _main(argv)
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         rc = command().main(args=argv, prog_name=PROG, standalone_mode=False)
         if isinstance(rc, int) and rc:  # typer.Exit(code) comes back as a return value without standalone mode
