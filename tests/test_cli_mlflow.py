@@ -21,8 +21,7 @@ import yaml
 from training.synthetic import synthetic_daily, synthetic_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
-NOISE = ("Warning", "warn(", "FutureWarning", "UserWarning", "Downloading artifacts", "it/s]", "%|", " INFO ",
-         "…")
+NOISE = ("Warning", "WARNING", "warn(", "Downloading artifacts", "it/s]", "%|", " INFO ", "…")
 
 
 @pytest.fixture(scope="module")
