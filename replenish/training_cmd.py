@@ -91,10 +91,13 @@ def backtest(
     days ahead, plus material level. Logs an MLflow run and prints its id. Needs the feature store (`replenish
     features build`)."""
     from training.pipeline import backtest_job
+    from training.tracking import now_ms
 
+    started = now_ms()
     cfg, frame, sources = _inputs(db, features, config, horizon, origins, step)
     _params(cfg)
-    res = backtest_job(cfg, frame, sources, origins, step, horizon, progress=_say, log=not no_log)
+    res = backtest_job(cfg, frame, sources, origins, step, horizon, progress=_say, log=not no_log,
+                       started_ms=started)
     if as_json:
         emit_json(res.metrics)
         return
@@ -118,6 +121,9 @@ def train(
     """Backtest, fit the final model on all data, log one MLflow run and register a model version (promote it
     with `replenish promote`). Prints the LightGBM parameters used and where they came from, the headline
     figures, the run id and the version."""
+    from training.tracking import now_ms
+
+    started = now_ms()
     cfg, frame, sources = _inputs(db, features, config)
     _params(cfg)
     if if_changed and not no_register and (known := _registered_same(cfg, frame)) is not None:
@@ -130,7 +136,7 @@ def train(
         return
     from training.pipeline import train_job
 
-    out = train_job(cfg, frame, sources, progress=_say, register=not no_register)
+    out = train_job(cfg, frame, sources, progress=_say, register=not no_register, started_ms=started)
     summary = {k: out[k] for k in ("run_id", "model_uri", "version", "final", "fingerprint", "train_fingerprint",
                                    "headline", "metrics", "timings")}
     if as_json:

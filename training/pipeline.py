@@ -127,10 +127,10 @@ def _log_run_common(settings: Settings, frame: ModelFrame, params: dict[str, Any
 
 def backtest_job(
     settings: Settings, frame: ModelFrame, sources: EvalSources, origins: int | None = None, step: int | None = None,
-    horizon: int | None = None, progress: Progress | None = None, log: bool = True,
+    horizon: int | None = None, progress: Progress | None = None, log: bool = True, started_ms: int | None = None,
 ) -> BacktestResult:
     cfg = settings.training
-    started = tracking.now_ms()
+    started = started_ms or tracking.now_ms()  # the run starts when the job did (the caller's loading included)
     params = lgbm_params(cfg, read_tuned(cfg))
     result = run_backtest(frame, cfg, sources, params, origins, step, horizon, progress)
     if log:
@@ -147,11 +147,11 @@ def backtest_job(
 
 def train_job(
     settings: Settings, frame: ModelFrame, sources: EvalSources, progress: Progress | None = None,
-    register: bool = True,
+    register: bool = True, started_ms: int | None = None,
 ) -> dict[str, Any]:
     """Backtest, fit the final model on all data, log everything and register the model version."""
     cfg = settings.training
-    started = tracking.now_ms()
+    started = started_ms or tracking.now_ms()  # the run starts when the job did (the caller's loading included)
     params = lgbm_params(cfg, read_tuned(cfg))
     train_fp = tracking.train_fingerprint(frame, settings.model_dump(mode="json")["training"], params)
     result = run_backtest(frame, cfg, sources, params, progress=progress)
