@@ -105,8 +105,9 @@ def plan(
     as_json: bool = json_flag(),
     config: str = CONFIG,
 ) -> None:
-    """Order proposal per store from the cached forecasts and the latest counts and open orders: CSV + HTML report
-    per store (exceptions first), written to the proposal table (a re-run replaces the date's lines)."""
+    """Order proposal per store: whole packs per material (and the same in the material's unit: g, ml or pcs),
+    each line with its reasons, from the cached forecasts and the latest counts and open orders. Writes a CSV and
+    an HTML report per store (exceptions first) and the proposal table (a re-run replaces the date's lines)."""
     from planning.plan import run_plan
 
     cfg = settings(config)
