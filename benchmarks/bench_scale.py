@@ -2,7 +2,7 @@
 in-process (``local``) and on a Dask LocalCluster (``dask``: 2 worker processes x 1 thread).
 
 Why: the nightly run must grow about linearly in the number of stores, and the measured cost per series is what
-docs/scale-out.md extrapolates to 20,000 stores. The sources are ``configs/scenarios/scale_<n>.yaml`` (8 weeks of
+docs/operations.md extrapolates to 20,000 stores. The sources are ``configs/scenarios/scale_<n>.yaml`` (8 weeks of
 history, every store open throughout, so only the store count changes). Each (stores, engine) case runs in its own
 child process; peak memory is the highest RSS of that process plus its children (the Dask workers), sampled every
 0.1 s during the stage. Stages:
@@ -277,7 +277,7 @@ def _chart(results: dict[str, Any], path: Path) -> None:
 
 
 def _per_series(results: dict[str, Any]) -> None:
-    """Milliseconds per series per stage (the figure docs/scale-out.md extrapolates from)."""
+    """Milliseconds per series per stage (the figure docs/operations.md extrapolates from)."""
     for case in results["cases"].values():
         for eng in ("local", "dask"):
             c = case.get(eng)

@@ -145,7 +145,6 @@ class TuneConfig(_Section):
     trials: int = Field(20, ge=1)
     origins: int = Field(3, ge=1)
     timeout_s: int | None = None
-    out: str = "configs/tuned_lgbm.yaml"
     startup_trials: int = Field(5, ge=0)
     min_rel_improvement: float = Field(0.01, ge=0.0, lt=1.0)
 
@@ -185,7 +184,7 @@ class TrainingConfig(_Section):
     month_lag_levels: list[Literal["series", "store", "product"]] = Field(
         default_factory=lambda: ["series", "store", "product"], min_length=1)
     lgbm: dict[str, Any] = Field(default_factory=dict)
-    tuned_params: str | None = "configs/tuned_lgbm.yaml"
+    tuned_params: str | None = "configs/tuned_lgbm.yaml"  # written only by `replenish tune apply RUN_ID`
     run_ets: bool = True
     ets_model: str = "ZNA"
     calib_windows: int = Field(1, ge=1)

@@ -41,19 +41,34 @@ def _schemas(schema: SourceSchema) -> set[str]:
     return {t.schema for t in schema.tables.values() if t.schema}
 
 
+def readonly_url(url: str) -> str:
+    """A SQLite URL opened read-only (``file:...?mode=ro``), so a reader never creates a file or folder on a typo;
+    a missing file is one line that says so. Other databases are returned unchanged (their users hold the rights)."""
+    u = parse_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:" or u.query.get("mode"):
+        return url
+    path = Path(u.database).resolve()
+    if not path.is_file():
+        raise SourceUnavailable(f"no SQLite database at {path}: check --db, or create it with `replenish seed`")
+    return f"sqlite:///file:{path}?mode=ro&uri=true"
+
+
 def make_engine(url: str, schema: SourceSchema | None = None, connect_timeout_s: int = 5) -> Engine:
     """Create an engine; SQLite drops schema qualifiers, MySQL gets a connect timeout and utf8mb4."""
     u = parse_url(url)
     schema = schema or build_schema()
     try:
         if u.get_backend_name() == "sqlite":
-            if u.database and u.database != ":memory:":
+            readonly = u.query.get("mode") == "ro"
+            if u.database and u.database != ":memory:" and not readonly:
                 Path(u.database).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(u, connect_args={"timeout": 30})
             engine = engine.execution_options(schema_translate_map={s: None for s in _schemas(schema)})
 
             @event.listens_for(engine, "connect")
             def _pragmas(dbapi_conn, _rec):  # pragma: no cover - trivial
+                if readonly:  # a read-only connection cannot change the journal mode
+                    return
                 cur = dbapi_conn.cursor()
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA synchronous=NORMAL")
@@ -112,9 +127,11 @@ def existing_tables(engine: Engine, schema: SourceSchema) -> list[str]:
     return out
 
 
-def open_source(url: str, mapping: dict[str, str] | None = None, timeout_s: int = 5) -> tuple[Engine, SourceSchema]:
-    """Engine plus schema for a URL, connection checked: the usual start of every job."""
+def open_source(
+    url: str, mapping: dict[str, str] | None = None, timeout_s: int = 5, readonly: bool = False
+) -> tuple[Engine, SourceSchema]:
+    """Engine plus schema for a URL, connection checked: the usual start of every job (``readonly`` for readers)."""
     schema = build_schema(mapping)
-    engine = make_engine(url, schema, timeout_s)
+    engine = make_engine(readonly_url(url) if readonly else url, schema, timeout_s)
     check_connection(engine)
     return engine, schema

@@ -7,7 +7,19 @@ from datetime import date
 import typer
 
 from forecasting.errors import ConfigError
-from replenish.common import console, emit_json, err_console, progress, settings, source
+from replenish.common import (
+    CONFIG,
+    DB,
+    ENGINE,
+    console,
+    emit_json,
+    err_console,
+    example,
+    json_flag,
+    progress,
+    settings,
+    source,
+)
 
 app = typer.Typer(help="Feature store: store x SKU x hour/day panels, materials, ireplenishment history.",
                   no_args_is_help=True)
@@ -22,17 +34,21 @@ def _parse_date(value: str | None) -> date | None:
         raise ConfigError(f"--until: not a date (YYYY-MM-DD): {value!r}") from None
 
 
-@app.command("build")
+@app.command("build", epilog=example("replenish features build --db sqlite:///data/luckin.db",
+                                     "replenish features build --until 2026-01-31 --full --json"))
 def build(
-    db: str = typer.Option(None, "--db", help="Source database URL (default: configs/, or $REPLENISH_DB_URL)."),
-    out: str = typer.Option(None, "--out", help="Feature store folder (default: features.out_dir)."),
-    until: str = typer.Option(None, "--until", help="Last local date to include (default: last completed order)."),
+    db: str = DB,
+    out: str = typer.Option(None, "--out", metavar="DIR", help="Feature store folder (default: features.out_dir, "
+                            "data/features)."),
+    until: str = typer.Option(None, "--until", metavar="YYYY-MM-DD", help="Last store-local date to include "
+                              "(default: the day of the last completed order)."),
     full: bool = typer.Option(False, "--full", help="Rebuild everything instead of extending from the watermark."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object on stdout."),
-    config: str = typer.Option(None, "--config", help="A YAML file merged over configs/default.yaml."),
-    engine_opt: str = typer.Option(None, "--engine", help="local | dask (default: cluster.engine in configs/)."),
+    as_json: bool = json_flag(),
+    config: str = CONFIG,
+    engine_opt: str = ENGINE,
 ) -> None:
-    """Build or extend the Parquet feature store (incremental by watermark; --full rebuilds)."""
+    """Build or extend the Parquet feature store: units sold per store x product x hour and day (store-local
+    time), materials through the recipes, inventory counts. Incremental from the watermark; --full rebuilds."""
     from features.job import build_features
     from forecasting.cluster import resolve_engine
     from forecasting.config import resolve_path

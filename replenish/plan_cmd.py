@@ -8,14 +8,28 @@ from datetime import date
 import typer
 
 from forecasting.errors import ConfigError
-from replenish.common import console, emit_json, err_console, settings, source
+from replenish.common import (
+    CONFIG,
+    DB,
+    ENGINE,
+    FEATURES,
+    console,
+    emit_json,
+    err_console,
+    example,
+    json_flag,
+    plural,
+    settings,
+    source,
+)
 
-DB = typer.Option(None, "--db", help="Source database URL (default: configs/, or $REPLENISH_DB_URL).")
-CONFIG = typer.Option(None, "--config", help="A YAML file merged over configs/default.yaml.")
-FEATURES = typer.Option(None, "--features", help="Feature store directory (default: features.out_dir).")
-FORECASTS = typer.Option(None, "--forecasts", help="Forecast cache directory (default: planning.forecasts_dir).")
-STORES = typer.Option(None, "--store", help="Plan only this store (repeatable).")
-POLICY = typer.Option(None, "--policy", help="ours | incumbent | seasonal_naive | oracle (repeatable; default: all).")
+FORECASTS = typer.Option(None, "--forecasts", metavar="DIR",
+                         help="Forecast cache folder (default: planning.forecasts_dir).")
+STORES = typer.Option(None, "--store", metavar="STORE_ID", help="Plan only this store id, a whole number "
+                      "(repeatable: --store 1 --store 4; default: every open store).")
+POLICY = typer.Option(None, "--policy", metavar="NAME", help="ours | incumbent | seasonal_naive | oracle (repeatable; "
+                      "default: all).")
+DATE = "YYYY-MM-DD"
 
 
 def _date(value: str | None, option: str) -> date | None:
@@ -32,15 +46,16 @@ def _say(msg: str) -> None:
 
 
 def forecast(
-    day: str = typer.Option(None, "--date", help="Data date: forecasts start the day after (default: the feature "
-                                                 "store's last day)."),
+    day: str = typer.Option(None, "--date", metavar=DATE, help="Data date: forecasts start the day after (default: "
+                            "the feature store's last day)."),
     features: str = FEATURES,
     forecasts: str = FORECASTS,
-    as_json: bool = typer.Option(False, "--json", help="Print the summary object on stdout."),
+    as_json: bool = json_flag(),
     config: str = CONFIG,
-    engine: str = typer.Option(None, "--engine", help="local | dask (default: cluster.engine in configs/)."),
+    engine: str = ENGINE,
 ) -> None:
-    """Batch forecasts (14 days) with the registry's champion into the forecast cache."""
+    """Batch forecasts with the registry's champion into the forecast cache: units per store x product x day
+    for the next 14 days (training.horizon), with quantiles; the plan and the API read them."""
     from forecasting.cluster import resolve_engine
     from training.batch import run_batch
 
@@ -59,41 +74,48 @@ def forecast(
 def _print_plan(res) -> None:
     from rich.table import Table
 
-    tab = Table("store", "state", "order lines", "final packs", "exceptions", "report",
-                title=f"proposal {res.order_date} (model {res.model_version}, data {res.data_date})")
+    tab = Table("store", "state", "materials to order", "final packs", "exceptions to review",
+                title=f"proposal for {res.order_date} (model {res.model_version}, data through {res.data_date})")
     for sp in res.stores:
         o = sp.lines[sp.lines["final_packs"] > 0]
         tab.add_row(f"{sp.store_id} {sp.store_name}", sp.status + (" (stale counts)" if sp.stale else ""),
-                    str(len(o)), str(int(o["final_packs"].sum())), str(len(sp.exceptions)), str(sp.html_path or ""))
+                    f"{len(o):,}", f"{int(o['final_packs'].sum()):,}", f"{len(sp.exceptions):,}")
     console.print(tab)
     if res.written is not None:
         w = res.written
-        console.print(f"proposal table: {w['inserted']} lines written, {w['deleted']} replaced, "
-                      f"{w['overrides_kept']} overrides kept"
-                      + (f"; {w['held']} approved or released lines kept as they are ({w['held_changed']} where the "
-                         "engine now differs: see their re-plan exceptions)" if w.get("held") else ""),
+        console.print(f"proposal table: {plural(w['inserted'], 'line')} written, {w['deleted']:,} replaced, "
+                      f"{plural(w['overrides_kept'], 'override')} kept"
+                      + (f"; {plural(w['held'], 'approved or released line')} kept as they are "
+                         f"({w['held_changed']:,} where the engine now differs: see their re-plan exceptions)"
+                         if w.get("held") else ""),
                       highlight=False)
+    for sp in res.stores:  # whole paths on their own lines: a table column would cut them mid-word
+        if sp.html_path:
+            console.print(f"report, store {sp.store_id}: {sp.html_path}", highlight=False, soft_wrap=True)
     if res.index_path:
-        console.print(f"index: {res.index_path}", highlight=False)
+        console.print(f"index: {res.index_path}", highlight=False, soft_wrap=True)
 
 
 def plan(
-    day: str = typer.Option(..., "--date", help="Order date (counts of the evening before are used)."),
+    day: str = typer.Option(..., "--date", metavar=DATE, help="Order date (the counts of the evening before are "
+                            "used)."),
     store: list[int] = STORES,
     db: str = DB,
-    out: str = typer.Option(None, "--out", help="Reports folder (default: planning.reports_dir/<date>)."),
+    out: str = typer.Option(None, "--out", metavar="DIR", help="Reports folder (default: "
+                            "planning.reports_dir/<date>)."),
     forecasts: str = FORECASTS,
     features: str = FEATURES,
     no_write: bool = typer.Option(False, "--no-write", help="Do not write the proposal table."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary object on stdout."),
+    as_json: bool = json_flag(),
     allow_stale: bool = typer.Option(False, "--allow-stale", help="Exit 0 even when a store's newest count is older "
-                                                                  "than planning.stale_count_days."),
+                                                                  "than planning.stale_count_days (days)."),
     config: str = CONFIG,
 ) -> None:
-    """Order proposal per store from the cached forecasts and the latest counts and open orders: CSV + HTML report
-    per store (exceptions first), written to the proposal table (a re-run replaces the date's draft lines; approved
-    and released ones are kept and flagged when the engine's number moved). Stale counts: one banner, every line
-    flagged, exit 1 unless --allow-stale."""
+    """Order proposal per store: whole packs per material (and the same in the material's unit: g, ml or pcs),
+    each line with its reasons, from the cached forecasts and the latest counts and open orders. Writes a CSV and
+    an HTML report per store (exceptions first) and the proposal table (a re-run replaces the date's draft lines;
+    approved and released ones are kept and flagged when the engine's number moved). Stale counts: one banner,
+    every line flagged, exit 1 unless --allow-stale."""
     from planning.plan import run_plan
 
     cfg = settings(config)
@@ -119,14 +141,15 @@ def plan(
 
 
 def override(
-    day: str = typer.Option(None, "--date", help="Order date of the proposal line."),
-    store: int = typer.Option(None, "--store", help="Store id."),
-    material: int = typer.Option(None, "--material", help="Material id."),
-    qty: str = typer.Option(None, "--qty", help="The planner's number of packs (whole, >= 0)."),
-    reason: str = typer.Option(None, "--reason", help="Why (kept with the line)."),
-    import_csv: str = typer.Option(None, "--import", help="A plan CSV with planner_qty and override_reason filled "
-                                                          "in on the lines to change."),
-    user: str = typer.Option(None, "--by", help="Who overrides (default: $REPLENISH_USER or $USER)."),
+    day: str = typer.Option(None, "--date", metavar=DATE, help="Order date of the proposal line."),
+    store: int = typer.Option(None, "--store", metavar="STORE_ID", help="Store id, a whole number."),
+    material: int = typer.Option(None, "--material", metavar="MATERIAL_ID", help="Material id, a whole number."),
+    qty: str = typer.Option(None, "--qty", metavar="PACKS", help="The planner's number of packs (whole, >= 0)."),
+    reason: str = typer.Option(None, "--reason", metavar="TEXT", help="Why (kept with the line, up to 500 "
+                               "characters)."),
+    import_csv: str = typer.Option(None, "--import", metavar="FILE", help="A plan CSV with planner_qty and "
+                                   "override_reason filled in on the lines to change."),
+    user: str = typer.Option(None, "--by", metavar="NAME", help="Who overrides (default: $REPLENISH_USER or $USER)."),
     withdraw: bool = typer.Option(False, "--withdraw", help="Withdraw the line's current override (needs --date, "
                                                             "--store, --material); the previous one counts again."),
     db: str = DB,
@@ -165,18 +188,19 @@ def override(
     engine, schema = source(db, cfg)
     n = apply_overrides(engine, schema, rows, user)
     same = len(rows) - n
-    console.print(f"{n} override{'s' if n != 1 else ''} recorded (engine numbers kept)"
-                  + (f"; {same} unchanged" if same else ""), highlight=False)
+    console.print(f"{plural(n, 'override')} recorded (engine numbers kept)"
+                  + (f"; {same:,} unchanged" if same else ""), highlight=False)
 
 
 def simulate(
-    start: str = typer.Option(None, "--start", help="First day replayed (default: 8 weeks before the history end)."),
-    end: str = typer.Option(None, "--end", help="Last day replayed (default: the history's last day)."),
+    start: str = typer.Option(None, "--start", metavar=DATE, help="First day replayed (default: 8 weeks before the "
+                              "history's end)."),
+    end: str = typer.Option(None, "--end", metavar=DATE, help="Last day replayed (default: the history's last day)."),
     policy: list[str] = POLICY,
     db: str = DB,
     features: str = FEATURES,
-    chart: str = typer.Option(None, "--chart", help="Write a comparison chart (PNG) here."),
-    as_json: bool = typer.Option(False, "--json", help="Print {'policies': {...}} on stdout."),
+    chart: str = typer.Option(None, "--chart", metavar="FILE.png", help="Write a comparison chart (PNG) here."),
+    as_json: bool = json_flag("{'policies': {...}}"),
     config: str = CONFIG,
 ) -> None:
     """Replay policies day by day on realised demand: fill rate, cycle service level, stockout hours, waste %,
@@ -188,7 +212,7 @@ def simulate(
     bad = [p for p in names if p not in POLICIES]
     if bad:
         raise ConfigError(f"--policy {bad[0]!r}: choose from {', '.join(POLICIES)}")
-    engine, schema = source(db, cfg)
+    engine, schema = source(db, cfg, readonly=True)
     res = run_simulation(cfg, engine, schema, _date(start, "--start"), _date(end, "--end"), names,
                          features_dir=features, progress=_say)
     if chart:
@@ -198,9 +222,9 @@ def simulate(
         return
     from rich.table import Table
 
-    keys = [("fill_rate", "fill rate", "{:.2%}"), ("cycle_service_level", "CSL", "{:.2%}"),
-            ("stockout_hours", "stockout h", "{:,.0f}"), ("waste_pct", "waste %", "{:.2%}"),
-            ("days_of_cover", "cover d", "{:.1f}"), ("total_cost", "total cost $", "{:,.0f}")]
+    keys = [("fill_rate", "fill rate", "{:.2%}"), ("cycle_service_level", "cycle service level", "{:.2%}"),
+            ("stockout_hours", "stockout hours", "{:,.0f}"), ("waste_pct", "waste (% of units)", "{:.2%}"),
+            ("days_of_cover", "days of cover", "{:.1f}"), ("total_cost", "total cost (USD)", "{:,.0f}")]
     tab = Table("policy", *[k[1] for k in keys], title=f"replay {res['period']['start']}..{res['period']['end']} "
                 f"({res['period']['demand']})")
     for name, m in res["policies"].items():
@@ -211,12 +235,13 @@ def simulate(
 
 
 def nightly(
-    day: str = typer.Option(..., "--date", help="Order date: features through the day before, forecast, plan."),
+    day: str = typer.Option(..., "--date", metavar=DATE, help="Order date: features through the day before, "
+                            "forecast, plan."),
     db: str = DB,
     features: str = FEATURES,
     forecasts: str = FORECASTS,
-    out: str = typer.Option(None, "--out", help="Reports folder (default: planning.reports_dir)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary object on stdout."),
+    out: str = typer.Option(None, "--out", metavar="DIR", help="Reports folder (default: planning.reports_dir)."),
+    as_json: bool = json_flag(),
     allow_stale: bool = typer.Option(False, "--allow-stale", help="Exit 0 even when counts are stale."),
     config: str = CONFIG,
 ) -> None:
@@ -247,10 +272,15 @@ def nightly(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("forecast")(forecast)
-    app.command("plan")(plan)
-    app.command("override")(override)
-    app.command("simulate")(simulate)
-    app.command("nightly")(nightly)
+    app.command("forecast", epilog=example("replenish forecast", "replenish forecast --date 2026-02-12 --json"))(
+        forecast)
+    app.command("plan", epilog=example("replenish plan --date 2026-02-13",
+                                       "replenish plan --date 2026-02-13 --store 1 --store 4 --no-write"))(plan)
+    app.command("override", epilog=example(
+        "replenish override --date 2026-02-13 --store 1 --material 12 --qty 3 --reason 'street fair'",
+        "replenish override --import reports/2026-02-13/store_1.csv"))(override)
+    app.command("simulate", epilog=example("replenish simulate", "replenish simulate --start 2026-01-05 --end "
+                                           "2026-02-01 --policy ours --policy incumbent --chart sim.png"))(simulate)
+    app.command("nightly", epilog=example("replenish nightly --date 2026-02-13"))(nightly)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from replenish.common import console, emit_json, settings, source
+from replenish.common import CONFIG, DB, console, emit_json, example, json_flag, settings, source
 
 
 def _dry_source(db: str | None, cfg):
@@ -23,16 +23,19 @@ def _dry_source(db: str | None, cfg):
 
 
 def import_pos(
-    file: str = typer.Argument(..., help="The POS log: CSV, gzip CSV or Parquet (side tables: see the mapping)."),
-    mapping: str = typer.Option(..., "--mapping", help="Source mapping YAML, e.g. configs/sources/maven_coffee.yaml."),
-    db: str = typer.Option(None, "--db", help="Source database URL (default: configs/, or $REPLENISH_DB_URL)."),
+    file: str = typer.Argument(..., metavar="FILE", help="The POS log: CSV, gzip CSV or Parquet (one row per sold "
+                               "line)."),
+    mapping: str = typer.Option(..., "--mapping", metavar="FILE",
+                                help="Source mapping YAML, e.g. configs/sources/maven_coffee.yaml."),
+    db: str = DB,
     replace: bool = typer.Option(False, "--replace", help="Replace an existing history (in the same transaction)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Read, check and summarise the log; write nothing."),
     max_reject_share: float = typer.Option(
-        None, "--max-reject-share", min=0.0, max=1.0, help="Override the mapping's limit on rejected rows (0..1)."
+        None, "--max-reject-share", min=0.0, max=1.0, metavar="SHARE",
+        help="Override the mapping's limit on rejected rows, a share from 0 to 1 (0.01 = 1%).",
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the import summary as JSON on stdout."),
-    config: str = typer.Option(None, "--config", help="A YAML file merged over configs/default.yaml."),
+    as_json: bool = json_flag("the import summary"),
+    config: str = CONFIG,
 ) -> None:
     """Import a POS log: stores, products, orders and items (plus identity materials), all or nothing."""
     from rich.table import Table
@@ -65,11 +68,13 @@ def import_pos(
         t.add_row(f"  top {i}: {p['name']}", f"{p['units']:,} pieces, {p['revenue']:,.2f} {m.currency}")
     t.add_row("holiday calendar", report.holidays or "not in the mapping (configured default)")
     t.add_row("materials", report.materials)
-    t.add_row("seconds", f"{report.seconds['total']:.1f}")
+    t.add_row("time", f"{report.seconds['total']:.1f} s")
     console.print(t)
     for w in report.warnings:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("import-pos")(import_pos)
+    app.command("import-pos", epilog=example(
+        "replenish import-pos ../shared/data/maven_coffee_shop_sales.csv.gz --mapping "
+        "configs/sources/maven_coffee.yaml --db sqlite:///data/maven.db"))(import_pos)

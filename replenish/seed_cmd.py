@@ -4,26 +4,44 @@ from __future__ import annotations
 
 import typer
 
-from replenish.common import console, emit_json, err_console, progress, settings, source
+from replenish.common import (
+    CONFIG,
+    DB,
+    console,
+    emit_json,
+    err_console,
+    example,
+    json_flag,
+    plural,
+    progress,
+    settings,
+    source,
+)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("seed")(seed)
-    app.command("stats")(stats)
+    app.command("seed", epilog=example("replenish seed --db sqlite:///data/luckin.db",
+                                       "replenish seed --db sqlite:///data/small.db --scenario "
+                                       "configs/scenarios/small.yaml --seed 7"))(seed)
+    app.command("stats", epilog=example("replenish stats --db sqlite:///data/luckin.db"))(stats)
 
 
 def seed(
-    db: str = typer.Option(None, "--db", help="Source database URL (default: configs/, or $REPLENISH_DB_URL)."),
-    seed_: int = typer.Option(None, "--seed", help="Random seed (default: generator.seed in configs/)."),
-    scenario: str = typer.Option(None, "--scenario", help="Scenario YAML (default: configs/scenarios/default.yaml)."),
+    db: str = DB,
+    seed_: int = typer.Option(None, "--seed", metavar="N", help="Random seed, a whole number (default: "
+                              "generator.seed in configs/, 42); the same seed gives the same history."),
+    scenario: str = typer.Option(None, "--scenario", metavar="FILE",
+                                 help="Scenario YAML (default: configs/scenarios/default.yaml)."),
     replace: bool = typer.Option(False, "--replace", help="Overwrite an existing history (in the same transaction)."),
-    config: str = typer.Option(None, "--config", help="A YAML file merged over configs/default.yaml."),
+    config: str = CONFIG,
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
     if_missing: bool = typer.Option(
         False, "--if-missing", help="Do nothing when the database already holds the same seed and scenario."
     ),
 ) -> None:
-    """Generate a deterministic history (orders, inventory, incumbent forecasts, ground truth) in ONE transaction."""
+    """Generate a deterministic synthetic history (orders, inventory counts, incumbent forecasts, ground truth) in
+    one transaction: an interrupted seed leaves nothing behind. Refuses a database that already holds a history
+    unless --replace. The default scenario writes ~4.6M rows (about 20 s into SQLite)."""
     from forecasting.config import resolve_path
     from forecasting.db import safe_url
     from generator.api import generate
@@ -52,8 +70,8 @@ def seed(
     rows = summary["rows"]
     console.print(
         f"{safe_url(engine.url)}: seeded '{summary['scenario']}' (seed {n}) {summary['history_start']}.."
-        f"{summary['history_end']}, {summary['stores']} stores, {rows.get('orders', 0):,} orders, "
-        f"{sum(rows.values()):,} rows in {sum(summary['seconds'].values()):.1f}s",
+        f"{summary['history_end']}, {plural(summary['stores'], 'store')}, {plural(rows.get('orders', 0), 'order')}, "
+        f"{plural(sum(rows.values()), 'row')} in {sum(summary['seconds'].values()):.1f} s",
         highlight=False,
     )
     d = summary["diagnostics"]
@@ -77,11 +95,12 @@ def _source_meta(engine, schema) -> dict[str, str]:
 
 
 def stats(
-    db: str = typer.Option(None, "--db", help="Source database URL (default: configs/, or $REPLENISH_DB_URL)."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object: {figure: {report, generated, ok}}."),
-    config: str = typer.Option(None, "--config", help="A YAML file merged over configs/default.yaml."),
+    db: str = DB,
+    as_json: bool = json_flag("{figure: {report, generated, ok}}"),
+    config: str = CONFIG,
 ) -> None:
-    """Compare the history's figures with the business report (tolerances in configs/catalog.yaml)."""
+    """Compare the history's figures (orders, revenue in USD, products, production seconds, channel shares) with
+    the business report; tolerances in configs/catalog.yaml. Only reads the database."""
     from rich.table import Table
 
     from forecasting.config import resolve_path
@@ -90,7 +109,7 @@ def stats(
 
     cfg = settings(config)
     cat = load_catalog(resolve_path(cfg.generator.catalog))
-    engine, schema = source(db, cfg)
+    engine, schema = source(db, cfg, readonly=True)
     result = compare(compute_stats(engine, schema, cat.timezone), cat.calibration)
     if as_json:
         emit_json(result)

@@ -8,21 +8,24 @@ from pathlib import Path
 
 import typer
 
-from replenish.common import console, emit_json, settings
+from replenish.common import CONFIG, console, emit_json, example, json_flag, settings
 
-app = typer.Typer(help="The forecast and replenishment API for the ordering system (BentoML).",
-                  invoke_without_command=True)
-CONFIG = typer.Option(None, "--config", help="A YAML file merged over configs/default.yaml.")
+app = typer.Typer(invoke_without_command=True)  # help: the callback's docstring
 
 
-@app.callback()
+@app.callback(epilog=example("replenish serve", "replenish serve --host 0.0.0.0 --port 8080",
+                             "REPLENISH_API_TOKEN=secret replenish serve", "replenish serve import-model"))
 def serve(
     ctx: typer.Context,
-    port: int = typer.Option(None, "--port", min=1, max=65535, help="Port (default: serving.port, 3000)."),
-    host: str = typer.Option(None, "--host", help="Interface (default: serving.host, 127.0.0.1)."),
+    port: int = typer.Option(None, "--port", min=1, max=65535, metavar="PORT",
+                             help="TCP port, 1-65535 (default: serving.port, 3000)."),
+    host: str = typer.Option(None, "--host", metavar="ADDRESS",
+                             help="Interface to listen on (default: serving.host, 127.0.0.1; 0.0.0.0 for all)."),
     config: str = CONFIG,
 ) -> None:
-    """Start the API (`bentoml serve serving.service:Replenishment`); ready once the champion's forecasts load."""
+    """Start the forecast and replenishment API for the ordering system (BentoML); ready (GET /readyz) once the
+    champion's forecasts are loaded. OpenAPI document at /docs.json; with $REPLENISH_API_TOKEN set, requests need
+    `Authorization: Bearer <token>`."""
     if ctx.invoked_subcommand is not None:
         return
     cfg = settings(config)  # fail fast on a bad configuration, before BentoML starts
@@ -38,11 +41,13 @@ def serve(
     os.execve(args[0], args, env)  # replace this process: signals reach BentoML directly
 
 
-@app.command("import-model")
+@app.command("import-model", epilog=example("replenish serve import-model", "replenish serve import-model "
+                                                                          "--version 3 --force"))
 def import_model(
-    version: int = typer.Option(None, "--version", help="Registry version (default: the champion)."),
+    version: int = typer.Option(None, "--version", min=1, metavar="N",
+                                help="Registered model version (default: the champion)."),
     force: bool = typer.Option(False, "--force", help="Replace the BentoML model if already imported."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = json_flag("the import result"),
     config: str = CONFIG,
 ) -> None:
     """Copy the champion (MLflow registry) and its newest forecast cache into the BentoML model store, so

@@ -1,14 +1,19 @@
-"""``replenish train | backtest | promote | tune``: models, rolling-origin evidence, the champion, tuning."""
+"""``replenish train | backtest | promote | tune``: models, rolling-origin evidence, the champion, tuning.
+
+Every command that logs an MLflow run prints its run id, and ``train`` / ``backtest`` say which LightGBM parameters
+they used and where those came from (configuration, or a tuning run a person applied).
+"""
 
 from __future__ import annotations
 
 import typer
 
-from replenish.common import console, emit_json, err_console, settings
+from replenish.common import CONFIG, FEATURES, console, emit_json, err_console, example, json_flag, settings
 
-DB = typer.Option(None, "--db", help="Source database URL (BOM, ground truth, incumbent records; optional).")
-FEATURES = typer.Option(None, "--features", help="Feature store directory (default: features.out_dir).")
-CONFIG = typer.Option(None, "--config", help="A YAML file merged over configs/default.yaml.")
+DB = typer.Option(None, "--db", metavar="URL",
+                  help="Source database URL, read only, for recipes (BOM), ground truth, incumbent records and store "
+                       "and product names; e.g. sqlite:///data/luckin.db (default: source.url in configs/; the "
+                       "backtest runs without it).")
 
 
 def _inputs(
@@ -31,73 +36,144 @@ def _say(msg: str) -> None:
     err_console.print(f"[dim]{msg}[/]", highlight=False)
 
 
+def _params(cfg, quiet: bool = False) -> None:
+    """Which LightGBM parameters a job uses and where they came from (stderr, so --json stays clean)."""
+    from training.backtest import lgbm_params
+    from training.pipeline import params_origin, read_tuned
+
+    p = lgbm_params(cfg.training, read_tuned(cfg.training))
+    keys = ("num_leaves", "learning_rate", "n_estimators", "min_child_samples")
+    shown = ", ".join(f"{k} {p[k]:g}" if isinstance(p.get(k), float) else f"{k} {p.get(k)}" for k in keys if k in p)
+    if not quiet:
+        err_console.print(f"LightGBM parameters: {shown} — from {params_origin(cfg.training)}", highlight=False,
+                          soft_wrap=True)
+
+
 def _table(models: dict) -> None:
     from rich.table import Table
 
-    tab = Table("model", "WAPE", "MASE", "bias", "cov80", "cov95", "SPL")
+    tab = Table("model", "WAPE", "MASE", "bias", "80% interval held", "95% interval held", "scaled pinball",
+                title="Backtest, store x product x day (WAPE: share of units mis-forecast; lower is better)")
 
-    def f(v):
-        return "" if v is None else f"{v:.3f}"
+    def f(v, pct: bool = False):
+        return "" if v is None else (f"{v:.1%}" if pct else f"{v:.3f}")
 
     for name, m in models.items():
         label = f"final ({m['model']})" if name == "final" else name
-        tab.add_row(label, *(f(m.get(k)) for k in ("wape", "mase", "bias", "coverage_80", "coverage_95", "spl")))
+        tab.add_row(label, f(m.get("wape")), f(m.get("mase")), f(m.get("bias")), f(m.get("coverage_80"), True),
+                    f(m.get("coverage_95"), True), f(m.get("spl")))
     console.print(tab)
+
+
+def _headline(head: dict[str, float], label: str) -> None:
+    """The headline in plain words under the table."""
+    from training.tracking import HEADLINE, describe_headline
+
+    if f"{HEADLINE}.final_wape" in head:
+        console.print(describe_headline(head, label, details=False), highlight=False)
 
 
 def backtest(
     db: str = DB,
     features: str = FEATURES,
-    origins: int = typer.Option(None, "--origins", min=1, help="Rolling origins (default from configs: 4)."),
-    step: int = typer.Option(None, "--step", min=1, help="Days between origins (default 7)."),
-    horizon: int = typer.Option(None, "--horizon", min=1, help="Days forecast from each origin (default 14)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the metrics object on stdout."),
+    origins: int = typer.Option(None, "--origins", min=1, metavar="N",
+                                help="Rolling origins, a whole number >= 1 (default: training.origins, 4)."),
+    step: int = typer.Option(None, "--step", min=1, metavar="DAYS",
+                             help="Days between origins (default: training.step_days, 7)."),
+    horizon: int = typer.Option(None, "--horizon", min=1, metavar="DAYS",
+                                help="Days forecast from each origin (default: training.horizon, 14)."),
+    as_json: bool = json_flag("the metrics"),
     no_log: bool = typer.Option(False, "--no-log", help="Do not log an MLflow run."),
     config: str = CONFIG,
 ) -> None:
-    """Rolling-origin backtest of every model (WAPE, MASE, bias, scaled pinball, coverage) at product and material
-    level, by segment and horizon; oracle and incumbent entries when the source has them."""
+    """Rolling-origin backtest of every model against the incumbent and the oracle: WAPE (share of units
+    mis-forecast), MASE, bias, interval coverage and scaled pinball, per store x product x day, by segment and by
+    days ahead, plus material level. Logs an MLflow run and prints its id. Needs the feature store (`replenish
+    features build`)."""
     from training.pipeline import backtest_job
+    from training.tracking import now_ms
 
+    started = now_ms()
     cfg, frame, sources = _inputs(db, features, config, horizon, origins, step)
-    res = backtest_job(cfg, frame, sources, origins, step, horizon, progress=_say, log=not no_log)
+    _params(cfg)
+    res = backtest_job(cfg, frame, sources, origins, step, horizon, progress=_say, log=not no_log,
+                       started_ms=started)
     if as_json:
         emit_json(res.metrics)
-    else:
-        _table(res.metrics["models"])
-        console.print(f"origins {', '.join(res.metrics['origins'])}; final = {res.metrics['final']}; "
-                      f"{res.timings['total']:.0f} s")
+        return
+    _table(res.metrics["models"])
+    _headline(res.metrics.get("headline", {}), res.metrics["final"])
+    console.print(f"origins {', '.join(res.metrics['origins'])}; final = {res.metrics['final']}; "
+                  f"{res.timings['total']:.0f} s", highlight=False)
+    if res.metrics.get("run_id"):
+        console.print(f"MLflow run {res.metrics['run_id']} (open with `replenish mlflow ui`)", highlight=False)
 
 
 def train(
     db: str = DB,
     features: str = FEATURES,
     no_register: bool = typer.Option(False, "--no-register", help="Log the model without registering it."),
-    as_json: bool = typer.Option(False, "--json", help="Print the run summary on stdout."),
+    if_changed: bool = typer.Option(False, "--if-changed", help="Skip when a registered version was trained on the "
+                                    "same data, code and configuration (what `make demo` does)."),
+    as_json: bool = json_flag("the run summary"),
     config: str = CONFIG,
 ) -> None:
-    """Backtest, fit the final model on all data, log the run to MLflow and register a model version."""
+    """Backtest, fit the final model on all data, log one MLflow run and register a model version (promote it
+    with `replenish promote`). Prints the LightGBM parameters used and where they came from, the headline
+    figures, the run id and the version."""
+    from training.tracking import now_ms
+
+    started = now_ms()
+    cfg, frame, sources = _inputs(db, features, config)
+    _params(cfg)
+    if if_changed and not no_register and (known := _registered_same(cfg, frame)) is not None:
+        msg = (f"nothing changed since {cfg.training.registry_name} version {known.version} (run {known.run_id}): "
+               "same data, code and configuration; not retrained")
+        if as_json:
+            emit_json({"skipped": True, "version": int(known.version), "run_id": known.run_id, "reason": msg})
+        else:
+            console.print(msg, highlight=False)
+        return
     from training.pipeline import train_job
 
-    cfg, frame, sources = _inputs(db, features, config)
-    out = train_job(cfg, frame, sources, progress=_say, register=not no_register)
-    summary = {k: out[k] for k in ("run_id", "model_uri", "version", "final", "fingerprint", "metrics", "timings")}
+    out = train_job(cfg, frame, sources, progress=_say, register=not no_register, started_ms=started)
+    summary = {k: out[k] for k in ("run_id", "model_uri", "version", "final", "fingerprint", "train_fingerprint",
+                                   "headline", "metrics", "timings")}
     if as_json:
         emit_json(summary)
-    else:
-        _table(out["metrics"])
-        console.print(f"run {out['run_id']}: {cfg.training.registry_name} version {out['version']} ({out['final']})")
+        return
+    _table(out["metrics"])
+    _headline(out["headline"], out["final"])
+    what = (f"{cfg.training.registry_name} version {out['version']}" if out["version"]
+            else "model logged, not registered")
+    console.print(f"MLflow run {out['run_id']}: {what} ({out['final']})", highlight=False)
+
+
+def _registered_same(cfg, frame):
+    """The registered version trained on this data, code and configuration, or None."""
+    from training import tracking
+    from training.backtest import lgbm_params
+    from training.pipeline import read_tuned
+
+    t = cfg.training
+    fp = tracking.train_fingerprint(frame, cfg.model_dump(mode="json")["training"], lgbm_params(t, read_tuned(t)))
+    tracking.setup(cfg.mlflow.tracking_uri, t.experiment)
+    return tracking.registered_with_fingerprint(t.registry_name, fp)
 
 
 def promote(
-    version: int = typer.Option(None, "--version", help="Model version to consider (default: the newest)."),
+    version: int = typer.Option(None, "--version", min=1, metavar="N",
+                                help="Registered model version to consider (default: the newest)."),
     db: str = DB,
     features: str = FEATURES,
-    force: bool = typer.Option(False, "--force", help="Promote even if the rule does not hold (recorded)."),
-    as_json: bool = typer.Option(False, "--json"),
+    force: bool = typer.Option(False, "--force", help="Promote even if the rule does not hold (recorded on the run "
+                               "and the version as forced)."),
+    as_json: bool = json_flag("the decision (challenger, champion, metrics, reason)"),
     config: str = CONFIG,
 ) -> None:
-    """Set the `champion` alias when the challenger beats the champion on the same backtest (rule in configs)."""
+    """Give the newest (or --version) model the `champion` alias when it beats the current champion on the same
+    backtest: WAPE better by training.promote.min_rel_improvement (1%) and 80% / 95% interval coverage in band.
+    The decision and its reason are tagged on the version's MLflow run."""
     from pathlib import Path
 
     from forecasting.config import resolve_path
@@ -113,30 +189,62 @@ def promote(
         emit_json(out)
     else:
         verdict = "[green]promoted[/]" if out["promoted"] else "[yellow]not promoted[/]"
-        console.print(f"version {out['challenger']}: {verdict}: {out['reason']}")
+        console.print(f"version {out['challenger']}: {verdict}: {out['reason']}", highlight=False)
 
 
+tune_app = typer.Typer(invoke_without_command=True)  # help: the callback's docstring
+
+
+@tune_app.callback(epilog=example("replenish tune --trials 20",
+                                  "replenish tune apply 3f2c9a1e5b7d4c0e8a6f1b2d3c4e5f60"))
 def tune(
-    trials: int = typer.Option(None, "--trials", min=1, help="Optuna trials (default from configs)."),
+    ctx: typer.Context,
+    trials: int = typer.Option(None, "--trials", min=1, metavar="N",
+                               help="Optuna trials, a whole number >= 1 (default: training.tune.trials, 20)."),
     db: str = DB,
     features: str = FEATURES,
-    out: str = typer.Option(None, "--out", help="Where to write the best parameters (default tune.out)."),
     config: str = CONFIG,
 ) -> None:
-    """Optuna search of LightGBM parameters on a short backtest (each trial a nested MLflow run)."""
+    """Search LightGBM parameters with Optuna on origins before the backtest's (no leak), the current parameters
+    as trial 0; one MLflow run with a nested run per trial. Changes nothing by itself: prints the run id to apply
+    with `replenish tune apply RUN_ID`."""
+    if ctx.invoked_subcommand is not None:
+        return
     from training.tune import tune_job
 
-    cfg, frame, sources = _inputs(db, features, config)
-    res = tune_job(cfg, frame, trials=trials, out=out, progress=_say)
-    head = f"best WAPE {res['best_value']:.4f} vs current {res['current_value']:.4f} after {res['trials']} trials"
-    if res["written"]:
-        console.print(f"{head} -> {res['out']}")
+    cfg, frame, _sources = _inputs(db, features, config)
+    _params(cfg)
+    res = tune_job(cfg, frame, trials=trials, progress=_say)
+    console.print(f"best WAPE {res['best_value']:.4f} vs {res['current_value']:.4f} with the current parameters "
+                  f"({res['rel_improvement']:+.1%}) after {res['trials']} trials; MLflow run {res['run_id']}",
+                  highlight=False)
+    if res["recommended"]:
+        console.print(f"worth applying: `replenish tune apply {res['run_id']}`, then commit "
+                      f"{cfg.training.tuned_params}", highlight=False)
     else:
-        console.print(f"{head}: not better by tune.min_rel_improvement, current parameters kept")
+        console.print(f"not better by {cfg.training.tune.min_rel_improvement:.0%}: keep the current parameters "
+                      "(nothing was changed)", highlight=False)
+
+
+@tune_app.command("apply", epilog=example("replenish tune apply 3f2c9a1e5b7d4c0e8a6f1b2d3c4e5f60"))
+def tune_apply(
+    run_id: str = typer.Argument(..., metavar="RUN_ID", help="The tuning run's id, printed by `replenish tune`."),
+    config: str = CONFIG,
+) -> None:
+    """Write a tuning run's best parameters to training.tuned_params (configs/tuned_lgbm.yaml) with the run they
+    came from; train and backtest use them from then on and say so. Commit the file; delete it to undo."""
+    from training.tune import apply_tuned
+
+    cfg = settings(config)
+    out = apply_tuned(cfg, run_id)
+    shown = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in out["lgbm"].items())
+    console.print(f"applied run {run_id} (WAPE {out['best_wape']:.4f} vs {out['current_wape']:.4f}) -> "
+                  f"{out['path']}: {shown}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("backtest")(backtest)
-    app.command("train")(train)
-    app.command("promote")(promote)
-    app.command("tune")(tune)
+    app.command("backtest", epilog=example("replenish backtest", "replenish backtest --origins 2 --horizon 7 --json",
+                                           "replenish backtest --db sqlite:///data/luckin.db --no-log"))(backtest)
+    app.command("train", epilog=example("replenish train", "replenish train --if-changed --json"))(train)
+    app.command("promote", epilog=example("replenish promote", "replenish promote --version 3 --force"))(promote)
+    app.add_typer(tune_app, name="tune")

@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -92,12 +93,14 @@ def api_demo(order_date: date) -> None:
               f"{len(fc['products'])} products x 3 days; model version {one['model_version']}, "
               f"data date {one['data_date']}")
         lines = [ln for ln in one["lines"] if ln["qty_packs"] > 0]
-        print(f"\nStore 1, order date {one['order_date']}: {len(lines)} materials to order "
-              f"(of {len(one['lines'])}); review first:")
+        print(f"\nStore 1, order date {one['order_date']}: {len(lines)} of {len(one['lines'])} materials to order; "
+              "lines to review (!) first:")
         for ln in sorted(lines, key=lambda x: (not x["needs_review"], x["material_id"]))[:12]:
             flag = "!" if ln["needs_review"] else " "
-            print(f" {flag} {ln.get('material_name') or ln['material_id']:<28} {ln['qty_packs']:>3} packs "
-                  f"(deliver {ln['delivery_date']}): {ln['explanation'][:110]}")
+            packs = f"{ln['qty_packs']} pack{'' if ln['qty_packs'] == 1 else 's'}"
+            print(f" {flag} {ln.get('material_name') or ln['material_id']}: {packs}, delivered {ln['delivery_date']}")
+            # whole words only: a sentence cut at a fixed width reads as a different sentence
+            print(textwrap.fill(ln["explanation"], width=100, initial_indent="     ", subsequent_indent="     "))
     finally:
         proc.terminate()
         try:
@@ -114,7 +117,7 @@ def main() -> None:
     run("Calibration against the business report", ["stats", "--db", DB])
     run("Feature store (incremental after the first run)", ["features", "build", "--db", DB])
     run("Train: 4-origin backtest (our models vs incumbent vs oracle), final fit, MLflow run, registry",
-        ["train", "--db", DB])
+        ["train", "--db", DB, "--if-changed"])
     if run("Promote the new version to champion if it beats the current one", ["promote", "--db", DB],
            check=False) != 0:
         sys.exit("demo stopped: promote failed")
@@ -122,7 +125,8 @@ def main() -> None:
     run("Batch forecasts with the champion into the forecast cache", ["forecast"])
     run(f"Tomorrow's proposal ({order_date}) for every store", ["plan", "--date", order_date.isoformat(), "--db", DB])
     api_demo(order_date)
-    print(f"\nDemo finished. Open reports/{order_date}/index.html (or the per-store pages) for the planner's view.")
+    print(f"\nDemo finished. The planner's view: reports/{order_date}/index.html (and one page per store).\n"
+          "The runs, metrics, plots and model versions: `.venv/bin/replenish mlflow ui`, then http://127.0.0.1:5000.")
 
 
 if __name__ == "__main__":

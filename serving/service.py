@@ -16,6 +16,7 @@ import bentoml
 from starlette.responses import JSONResponse, Response
 
 from forecasting.config import load_settings
+from forecasting.version import package_version
 from planning.workbench.app import create_app
 from serving import lifecycle
 from serving.engine import ServingError
@@ -39,6 +40,20 @@ API_PATHS = {  # route -> (request model, response model), for the guard and the
     "/status": (StatusRequest, StatusResponse),
 }
 _ACTIVE: dict = {}  # this worker's engine, for the model-version header
+TITLE = "Luckin USA replenishment API"
+DESCRIPTION = """Order quantities and demand forecasts for Luckin Coffee USA stores, for the ordering system.
+
+- `POST /replenishment`: how many packs of each material one store should order on a date, each line with its
+  reasons (inventory from the request, or the source database's latest counts).
+- `POST /replenishment/batch`: the same for every store (or a list) from the latest counts.
+- `POST /forecast`: daily demand quantiles per product (units), optionally split by hour.
+- `GET /status` (or `POST /status` with `{}`): the model served, its data date and the dates it can answer.
+- `GET /healthz`, `GET /readyz` (200 once a model is loaded), `GET /metrics` (Prometheus).
+
+Quantities are in the material's unit (g, ml or pieces; `unit` on each line) and in whole packs (`qty_packs`).
+Dates are ISO (YYYY-MM-DD), store-local. Every response names the model version (`model_version` and the
+`X-Model-Version` header). Errors are JSON `{"error": ...}` with a 4xx status (503 while no model is loaded).
+With a token configured, every endpoint but the health checks needs `Authorization: Bearer <token>`."""
 
 
 @bentoml.asgi_app(create_app(SETTINGS), path="/workbench")  # the planners' workbench (its own role tokens)
@@ -92,6 +107,46 @@ class Replenishment:
         self.engine.source.close()
 
 
+def openapi() -> dict:
+    """The published OpenAPI: exact schemas (``complete_openapi``), this package's version and description, and
+    ``GET /status`` beside the POST."""
+    spec = complete_openapi(Replenishment.openapi_spec.asdict(), API_PATHS,
+                            bool(os.environ.get(SETTINGS.serving.token_env)))
+    spec["info"] = {"title": TITLE, "version": package_version(), "description": DESCRIPTION}
+    status = spec.get("paths", {}).get("/status", {})
+    if "post" in status:
+        get = {k: v for k, v in status["post"].items() if k != "requestBody"}
+        get["operationId"] = "status_get"
+        get["description"] = "The model served, its data date and order dates, the last load error and the " \
+                             "source's state (the same as POST /status with {})."
+        status["get"] = get
+    return spec
+
+
+class StatusGet:
+    """ASGI middleware: ``GET /status`` answers as ``POST /status`` with ``{}`` (monitors and browsers send GET)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope.get("path") != "/status" or scope.get("method") != "GET":
+            return await self.app(scope, receive, send)
+        headers = [(k, v) for k, v in scope.get("headers") or [] if k not in (b"content-type", b"content-length")]
+        scope = {**scope, "method": "POST",
+                 "headers": [*headers, (b"content-type", b"application/json"), (b"content-length", b"2")]}
+        sent = False
+
+        async def body():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": b"{}", "more_body": False}
+            return await receive()
+
+        await self.app(scope, body, send)
+
+
 Replenishment.add_asgi_middleware(
     Guard,
     token=os.environ.get(SETTINGS.serving.token_env) or None,
@@ -99,7 +154,7 @@ Replenishment.add_asgi_middleware(
     api_paths=API_PATHS,
     own_auth=("/workbench",),
     version=lambda: _ACTIVE["engine"].model_version() if _ACTIVE else None,
-    openapi=lambda: complete_openapi(Replenishment.openapi_spec.asdict(), API_PATHS,
-                                     bool(os.environ.get(SETTINGS.serving.token_env))),
+    openapi=openapi,
 )
+Replenishment.add_asgi_middleware(StatusGet)  # inside the Guard: the token is checked first
 

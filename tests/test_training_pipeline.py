@@ -35,7 +35,7 @@ def _settings(tmp, **training):
             **training,
         }
     )
-    t.tune = t.tune.model_copy(update={"out": str(tmp / "tuned.yaml"), "origins": 2})
+    t.tune = t.tune.model_copy(update={"origins": 2})
     return s.model_copy(update={"training": t, "mlflow": s.mlflow.model_copy(update={"tracking_uri": str(tmp / "ml")})})
 
 
@@ -145,38 +145,41 @@ def test_train_promote_and_champion_round_trip(panel, tmp_path):
     assert f"lightgbm=={lightgbm.__version__}" in Path(reqs).read_text().split()
 
 
-def test_tune_writes_params_that_train_reads(panel, tmp_path):
-    from training.tune import SPACE, tune_job, tuning_cutoffs
+def test_tune_logs_a_run_and_changes_training_only_when_applied(panel, tmp_path):
+    from forecasting.errors import ConfigError
+    from training.tune import SPACE, apply_tuned, tune_job, tuning_cutoffs
 
     _, fr = panel
-    s = _settings(tmp_path)
+    tuned = tmp_path / "tuned.yaml"
+    s = _settings(tmp_path, tuned_params=str(tuned))
     s.training.tune = s.training.tune.model_copy(update={"min_rel_improvement": 0.0})
     # tuning windows end on or before the backtest's first origin: tuning never sees what the backtest scores
     first_bt = Backtester(s.training, {}, with_stats=False).cutoffs(fr, s.training.origins, s.training.step_days, H)[0]
     cuts = tuning_cutoffs(s, fr)
     assert len(cuts) == 2 and all(c + pd.Timedelta(days=H) <= first_bt for c in cuts)
     out = tune_job(s, fr, trials=2)
-    # the current parameters run first, so "best" can never be worse than them; with no margin the file is written
-    assert out["written"] and out["best_value"] <= out["current_value"]
-    doc = yaml.safe_load((tmp_path / "tuned.yaml").read_text())
-    assert set(doc["lgbm"]) == set(SPACE) and out["trials"] == 2
-    assert doc["origins"] == [str(c.date()) for c in cuts]
-    s2 = _settings(tmp_path, tuned_params=str(tmp_path / "tuned.yaml"))
-    assert pipeline.read_tuned(s2.training) == doc["lgbm"]
+    # the current parameters run first, so "best" can never be worse than them
+    assert out["best_value"] <= out["current_value"] and out["trials"] == 2 and out["recommended"]
+    # a search changes nothing by itself: no file, training keeps training.lgbm
+    assert not tuned.exists() and pipeline.read_tuned(s.training) == {}
+    assert pipeline.params_origin(s.training).startswith("training.lgbm in the configuration")
+    run = mlflow.get_run(out["run_id"])
+    assert run.data.tags["job"] == "tune" and "headline.best_wape" in run.data.metrics
     nested = [r for r in mlflow.search_runs(output_format="list") if r.data.tags.get("mlflow.parentRunId")]
     assert len(nested) == 2  # one nested MLflow run per trial
     first = min(nested, key=lambda r: r.info.start_time)
     assert int(first.data.params["num_leaves"]) == s.training.lgbm["num_leaves"]  # trial 0 = current parameters
-
-
-def test_tune_keeps_current_params_unless_clearly_better(panel, tmp_path):
-    from training.tune import tune_job
-
-    _, fr = panel
-    s = _settings(tmp_path)
-    s.training.tune = s.training.tune.model_copy(update={"min_rel_improvement": 0.9})
-    out = tune_job(s, fr, trials=2)
-    assert not out["written"] and not (tmp_path / "tuned.yaml").exists()
+    # a person applies it: the file names the run, train reads it and says where the parameters came from
+    applied = apply_tuned(s, out["run_id"])
+    doc = yaml.safe_load(tuned.read_text())
+    assert doc["run_id"] == out["run_id"] and set(doc["lgbm"]) == set(SPACE) == set(applied["lgbm"])
+    assert doc["origins"] == [str(c.date()) for c in cuts]
+    assert pipeline.read_tuned(s.training) == doc["lgbm"]
+    assert out["run_id"] in pipeline.params_origin(s.training)
+    # a tuned file that names no run (what tune used to write on its own) is refused, not silently used
+    tuned.write_text(yaml.safe_dump({"lgbm": {"num_leaves": 54}}))
+    with pytest.raises(ConfigError, match="tune apply"):
+        pipeline.read_tuned(s.training)
 
 
 def test_cli_backtest_json_from_feature_store_and_db(panel, tmp_path, sqlite_url, monkeypatch):

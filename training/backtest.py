@@ -171,7 +171,6 @@ class Backtester:
         cutoff = pd.Timestamp(cutoff)
         if cutoff in self._cache:
             return self._cache[cutoff]
-        self.progress(f"fitting models at cutoff {cutoff.date()}")
         train = frame.until(cutoff)
         if train.df.empty or (cutoff - train.df["ds"].min()).days + 1 < MIN_TRAIN_DAYS:
             raise DataError(f"too little history before {cutoff.date()}: need {MIN_TRAIN_DAYS} days")
@@ -232,7 +231,9 @@ class Backtester:
         cands = self.candidates
         n_inner = max(self.cfg.calib_windows, self.cfg.blend_windows)
         outer, by_origin = [], {}
-        for i, c in enumerate(cuts):
+        for i, c in enumerate(cuts):  # progress once per origin, oldest first (its inner windows are part of it)
+            self.progress(f"backtest origin {i + 1} of {len(cuts)}: {c.date()} ({h} days ahead, "
+                          f"{len(models)} models)")
             inner = [self.forecast_at(frame, c - pd.Timedelta(days=h * k), h) for k in range(1, n_inner + 1)]
             weights = learn_weights(pd.concat(inner[: self.cfg.blend_windows]), cands, SEGMENTS)
             by_origin[str(c.date())] = weights

@@ -59,7 +59,7 @@ def load_feature_store(directory: str | Path) -> tuple[pd.DataFrame, dict]:
     if not path.exists() and (d / "daily.parquet").exists():
         path = d / "daily.parquet"
     if not path.exists():
-        raise DataError(f"no feature store at {d} (expected {d / 'daily'}): run `replenish features` first")
+        raise DataError(f"no feature store at {d} (expected {d / 'daily'}): run `replenish features build` first")
     daily = pd.read_parquet(path)
     manifest_path = d / "manifest.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}

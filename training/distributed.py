@@ -15,7 +15,7 @@ Why these three pieces and not a process pool of our own:
 
 Every entry point takes a ``distributed.Client``; the frames are built from a ``ModelFrame`` on the client here
 (what fits one machine today); on a real cluster the workers would read the month partitions of the feature
-store themselves (``dask.dataframe.read_parquet``), see docs/scale-out.md.
+store themselves (``dask.dataframe.read_parquet``), see docs/operations.md (Scale-out).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def eval_sources(db: str | None, settings: Settings, since: pd.Timestamp | None 
             if not (resolve_path(u.database)).exists():
                 return EvalSources()
             url = f"sqlite:///{resolve_path(u.database)}"
-    engine, schema = open_source(url, settings.source.tables, settings.source.connect_timeout_s)
+    engine, schema = open_source(url, settings.source.tables, settings.source.connect_timeout_s, readonly=True)
     try:
         return load_eval_sources(engine, schema, since)
     finally:
@@ -54,16 +54,38 @@ def eval_sources(db: str | None, settings: Settings, since: pd.Timestamp | None 
 
 
 def read_tuned(cfg: TrainingConfig) -> dict[str, Any]:
-    """LightGBM parameters written by ``tune`` (empty when the file does not exist)."""
+    """LightGBM parameters a person applied with ``replenish tune apply RUN_ID`` (empty when none were).
+
+    Why the provenance check: a file without the MLflow run it came from (an older ``tune`` wrote one on its own)
+    would change training silently; it is refused with what to do instead.
+    """
+    doc = tuned_doc(cfg)
+    return dict(doc["lgbm"]) if doc else {}
+
+
+def tuned_doc(cfg: TrainingConfig) -> dict[str, Any] | None:
+    """The applied tuning file (``training.tuned_params``) with its provenance, or None when none is applied."""
     if not cfg.tuned_params:
-        return {}
+        return None
     p = resolve_path(cfg.tuned_params)
     if not p.is_file():
-        return {}
+        return None
     data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping")
-    return dict(data.get("lgbm", data))
+    if not isinstance(data, dict) or not isinstance(data.get("lgbm"), dict):
+        raise ConfigError(f"{p}: expected a mapping with an 'lgbm' section (written by `replenish tune apply`)")
+    if not data.get("run_id"):
+        raise ConfigError(f"{p} names no tuning run: apply one with `replenish tune apply RUN_ID`, or delete the file "
+                          "to train with training.lgbm")
+    return data
+
+
+def params_origin(cfg: TrainingConfig) -> str:
+    """Where the LightGBM parameters come from, in words (``train`` and ``backtest`` print it)."""
+    doc = tuned_doc(cfg)
+    if doc is None:
+        return "training.lgbm in the configuration (no tuning applied)"
+    return (f"training.lgbm overridden by {cfg.tuned_params} (MLflow tuning run {doc['run_id']}, applied "
+            f"{doc.get('applied_at', '?')})")
 
 
 def fingerprint(frame: ModelFrame, result: BacktestResult) -> str:
@@ -105,16 +127,17 @@ def _log_run_common(settings: Settings, frame: ModelFrame, params: dict[str, Any
 
 def backtest_job(
     settings: Settings, frame: ModelFrame, sources: EvalSources, origins: int | None = None, step: int | None = None,
-    horizon: int | None = None, progress: Progress | None = None, log: bool = True,
+    horizon: int | None = None, progress: Progress | None = None, log: bool = True, started_ms: int | None = None,
 ) -> BacktestResult:
     cfg = settings.training
+    started = started_ms or tracking.now_ms()  # the run starts when the job did (the caller's loading included)
     params = lgbm_params(cfg, read_tuned(cfg))
     result = run_backtest(frame, cfg, sources, params, origins, step, horizon, progress)
     if log:
         tracking.setup(settings.mlflow.tracking_uri, cfg.experiment)
-        with mlflow.start_run(run_name="backtest") as run:
+        with tracking.start_run("backtest", started) as run:
             _log_run_common(settings, frame, params, "backtest")
-            tracking.log_backtest(result)
+            result.metrics["headline"] = tracking.log_backtest(result, sources=sources)
             mlflow.set_tags({"job": "backtest", "backtest_fingerprint": result.metrics["fingerprint"],
                              "final_model": result.metrics["final"]})
             mlflow.log_metrics({f"time.{k}": v for k, v in result.timings.items()})
@@ -124,11 +147,13 @@ def backtest_job(
 
 def train_job(
     settings: Settings, frame: ModelFrame, sources: EvalSources, progress: Progress | None = None,
-    register: bool = True,
+    register: bool = True, started_ms: int | None = None,
 ) -> dict[str, Any]:
     """Backtest, fit the final model on all data, log everything and register the model version."""
     cfg = settings.training
+    started = started_ms or tracking.now_ms()  # the run starts when the job did (the caller's loading included)
     params = lgbm_params(cfg, read_tuned(cfg))
+    train_fp = tracking.train_fingerprint(frame, settings.model_dump(mode="json")["training"], params)
     result = run_backtest(frame, cfg, sources, params, progress=progress)
     kind = "blend"  # the backtest's final (a blend, or one model when training.final forces it) = these weights
     label = result.metrics["final"]
@@ -140,9 +165,9 @@ def train_job(
                                             sources.bom)
     fit_s = time.perf_counter() - t0
     tracking.setup(settings.mlflow.tracking_uri, cfg.experiment)
-    with mlflow.start_run(run_name=f"train-{label}") as run:
+    with tracking.start_run(f"train-{label}", started) as run:
         _log_run_common(settings, frame, params, "train")
-        tracking.log_backtest(result)
+        head = tracking.log_backtest(result, sources=sources)
         mlflow.log_metrics({f"time.{k}": v for k, v in result.timings.items()} | {"time.final_fit": fit_s})
         imp = model.feature_importance()
         if imp is not None:
@@ -154,8 +179,11 @@ def train_job(
             mlflow.log_dict(model.calibration.to_dict(), "model/calibration.json")
             mlflow.log_metric("calibration.store_dispersion", model.calibration.store_dispersion)
         info, example, expected = tracking.log_forecaster(model, cfg.registry_name if register else None)
-        mlflow.set_tags({"job": "train", "backtest_fingerprint": result.metrics["fingerprint"], "final_model": label})
+        mlflow.set_tags({"job": "train", "backtest_fingerprint": result.metrics["fingerprint"], "final_model": label,
+                         "train_fingerprint": train_fp})
         out = {
+            "headline": head,
+            "train_fingerprint": train_fp,
             "run_id": run.info.run_id,
             "model_uri": info.model_uri,
             "version": getattr(info, "registered_model_version", None),
@@ -177,7 +205,8 @@ def _importance_figure(imp: pd.Series):
     top = imp.head(20)[::-1]
     fig, ax = plt.subplots(figsize=(7, 5))
     ax.barh(top.index, top.to_numpy())
-    ax.set_xlabel("gain")
+    ax.set_title("What the LightGBM model relies on (top 20 features)", fontsize=10)
+    ax.set_xlabel("total split gain (LightGBM)")
     fig.tight_layout()
     plt.close(fig)
     return fig

@@ -20,6 +20,8 @@ class EvalSources:
     bom: pd.DataFrame | None = None  # product_id, material_id, qty_per_unit
     truth: pd.DataFrame | None = None  # store_id, product_id, ds, expected_qty
     incumbent: pd.DataFrame | None = None  # store_id, material_id, issued_on, ds, predicted_qty
+    stores: dict[int, str] | None = None  # store_id -> store name, for plot titles people can read
+    products: dict[int, str] | None = None  # product_id -> product name
 
 
 def _read(engine: Engine, stmt) -> pd.DataFrame:
@@ -31,6 +33,12 @@ def load_eval_sources(engine: Engine, schema: SourceSchema, since: pd.Timestamp 
     """Tables that exist and hold rows; ``since`` limits truth and incumbent rows to the evaluated dates."""
     have = set(existing_tables(engine, schema))
     out = EvalSources()
+    for key, table, id_col, name_col in (("stores", "stores", "store_id", "store_name"),
+                                         ("products", "products", "product_id", "product_name")):
+        if table in have:
+            t = schema[table]
+            names = _read(engine, select(t.c[id_col], t.c[name_col]))
+            setattr(out, key, {int(i): str(n) for i, n in names.itertuples(index=False)} or None)
     if "bom" in have:
         t = schema["bom"]
         bom = _read(engine, select(t.c.product_id, t.c.material_id, t.c.qty_per_unit))

@@ -7,8 +7,11 @@ registry (aliases) needs a database store. Any URI with a scheme (``http://``, `
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,9 @@ import pandas as pd
 from forecasting.config import resolve_path
 
 CHAMPION = "champion"
+# MLflow 3's UI opens an experiment without this tag in its GenAI view (traces); ours holds training runs.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+HEADLINE = "headline"  # prefix of the few metrics to read first (the rest are details)
 
 
 def resolve_tracking_uri(uri: str) -> tuple[str, str | None]:
@@ -37,9 +43,72 @@ def setup(tracking_uri: str, experiment: str) -> str:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     exp = mlflow.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp else mlflow.create_experiment(experiment, artifact_location=artifacts)
+    if exp is None:
+        exp_id = mlflow.create_experiment(experiment, artifact_location=artifacts, tags=EXPERIMENT_KIND)
+    else:
+        exp_id = exp.experiment_id
+        if any(exp.tags.get(k) != v for k, v in EXPERIMENT_KIND.items()):  # stores made before the tag existed
+            for k, v in EXPERIMENT_KIND.items():
+                mlflow.MlflowClient().set_experiment_tag(exp_id, k, v)
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@contextmanager
+def start_run(name: str, started_ms: int | None = None):
+    """An MLflow run whose start is when the job started (``started_ms``), not when it began logging: a train
+    of 100 s then reads 100 s in the UI, not the few seconds its logging took."""
+    if started_ms is None:
+        with mlflow.start_run(run_name=name) as run:
+            yield run
+        return
+    exp_id = mlflow.tracking.fluent._get_experiment_id()
+    created = mlflow.MlflowClient().create_run(exp_id, start_time=started_ms, run_name=name)
+    with mlflow.start_run(run_id=created.info.run_id) as run:
+        yield run
+
+
+CODE_PACKAGES = ("forecasting", "training")
+
+
+def code_hash() -> str:
+    """Content hash of the model code (``forecasting/``, ``training/``): a changed line changes the model."""
+    h = hashlib.sha1()
+    for pkg in CODE_PACKAGES:
+        for f in sorted(resolve_path(pkg).rglob("*.py")):
+            h.update(f.relative_to(resolve_path(".")).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def train_fingerprint(frame, training_cfg: dict[str, Any], params: dict[str, Any]) -> str:
+    """Same data, same code, same configuration and parameters -> the same model: nothing new to register."""
+    h = hashlib.sha1(pd.util.hash_pandas_object(frame.df, index=False).to_numpy())
+    h.update(code_hash().encode())
+    h.update(json.dumps({"training": training_cfg, "params": params}, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def registered_with_fingerprint(name: str, fp: str):
+    """The model version already registered from a run with this train fingerprint, or None."""
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        runs = client.search_runs(
+            [mlflow.tracking.fluent._get_experiment_id()], f"tags.train_fingerprint = '{fp}'", max_results=20
+        )
+        for run in runs:
+            versions = client.search_model_versions(f"name='{name}' and run_id='{run.info.run_id}'")
+            if versions:
+                return max(versions, key=lambda v: int(v.version))
+    except MlflowException:
+        return None
+    return None
 
 
 class ForecasterPyfunc(mlflow.pyfunc.PythonModel):
@@ -129,24 +198,75 @@ def flatten(prefix: str, obj: Any, out: dict[str, float] | None = None) -> dict[
     return out
 
 
-def log_backtest(result, prefix: str = "bt") -> None:
-    """Metrics (main, by segment, by horizon for the final model, material), the JSON and plots."""
+def headline(metrics: dict[str, Any]) -> dict[str, float]:
+    """The few figures to read first: the final model's error, against the incumbent and the oracle, and how
+    often its 80% and 95% intervals held the actual."""
+    models = metrics.get("models", {})
+    final = models.get("final", {})
+    out = {
+        f"{HEADLINE}.final_wape": final.get("wape"),
+        f"{HEADLINE}.final_coverage_80": final.get("coverage_80"),
+        f"{HEADLINE}.final_coverage_95": final.get("coverage_95"),
+    }
+    for other in ("incumbent", "oracle"):
+        w = models.get(other, {}).get("wape")
+        if w and final.get("wape") is not None:
+            out[f"{HEADLINE}.final_wape_vs_{other}"] = final["wape"] / w
+    return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
+
+
+def describe_headline(h: dict[str, float], final_label: str, details: bool = True) -> str:
+    """The headline in plain words (the run's description in the MLflow UI)."""
+    p = HEADLINE + "."
+    parts = [f"Final model ({final_label}): WAPE {h[p + 'final_wape']:.3f} (share of units mis-forecast)"]
+    if p + "final_wape_vs_incumbent" in h:
+        parts.append(f"{h[p + 'final_wape_vs_incumbent']:.2f} x the incumbent's error")
+    if p + "final_wape_vs_oracle" in h:
+        parts.append(f"{h[p + 'final_wape_vs_oracle']:.2f} x the oracle's")
+    if p + "final_coverage_80" in h and p + "final_coverage_95" in h:
+        parts.append(f"80% / 95% intervals held the actual on {h[p + 'final_coverage_80']:.0%} / "
+                     f"{h[p + 'final_coverage_95']:.0%} of days")
+    tail = " Details: metrics bt.*, plots/, backtest/metrics.json." if details else ""
+    return "; ".join(parts) + "." + tail
+
+
+def log_backtest(result, prefix: str = "bt", sources=None) -> dict[str, float]:
+    """Headline metrics and the run's description, then every detail metric (by model, segment, horizon,
+    material), the JSON and plots; returns the headline."""
     m = result.metrics
+    head = headline(m)
+    mlflow.log_metrics(head)
+    if f"{HEADLINE}.final_wape" in head:
+        mlflow.set_tag("mlflow.note.content", describe_headline(head, str(m.get("final", "final"))))
     metrics = flatten(prefix, {"models": m["models"], "by_segment": m.get("by_segment", {})})
     metrics.update(flatten(f"{prefix}.material", m.get("material", {})))
     for hz, v in m["by_horizon"].get(result.final, {}).items():
         metrics[f"{prefix}.final.wape_h{int(hz):02d}"] = v
     mlflow.log_metrics(metrics)
     mlflow.log_dict(m, "backtest/metrics.json")
-    for name, fig in plots(result).items():
+    for name, fig in plots(result, sources).items():
         mlflow.log_figure(fig, f"plots/{name}.png")
+    return head
 
 
-def plots(result) -> dict[str, Any]:
-    """Forecast vs actual for sample series, WAPE by horizon, and a calibration curve (randomized PIT)."""
+def series_label(uid: str, sources=None) -> str:
+    """``Store name · Product name (store 8, product 61)`` for a ``store_product`` series id."""
+    try:
+        store, product = (int(x) for x in str(uid).split("_", 1))
+    except ValueError:
+        return str(uid)
+    sname = (getattr(sources, "stores", None) or {}).get(store, f"store {store}")
+    pname = (getattr(sources, "products", None) or {}).get(product, f"product {product}")
+    return f"{sname} · {pname} (store {store}, product {product})"
+
+
+def plots(result, sources=None) -> dict[str, Any]:
+    """Forecast vs actual for sample series (named by store and product), WAPE by days ahead, and a calibration
+    curve (randomized PIT); axes carry units and dates are written so that they do not overlap."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
     from forecasting import uncertainty as unc
@@ -156,24 +276,33 @@ def plots(result) -> dict[str, Any]:
     last = preds[preds["cutoff"] == preds["cutoff"].max()]
     vol = last.groupby("unique_id")["y"].sum().sort_values()
     sample = [vol.index[int(i)] for i in np.linspace(0, len(vol) - 1, 4)] if len(vol) else []
-    fig, axes = plt.subplots(len(sample) or 1, 1, figsize=(9, 2.4 * max(1, len(sample))), squeeze=False)
+    fig, axes = plt.subplots(len(sample) or 1, 1, figsize=(9, 2.8 * max(1, len(sample))), squeeze=False)
     for ax, uid in zip(axes[:, 0], sample, strict=False):
         s = last[last["unique_id"] == uid]
         ax.plot(s["ds"], s["y"], "k.-", label="actual")
-        ax.plot(s["ds"], s[final], "b-", label=final)
+        ax.plot(s["ds"], s[final], "b-", label=f"forecast ({final})")
         if f"{final}-q0.9" in s:
-            ax.fill_between(s["ds"], 0, s[f"{final}-q0.9"], alpha=0.15, label="q0.9")
-        ax.set_title(uid, fontsize=8)
-        ax.legend(fontsize=6)
+            ax.fill_between(s["ds"], 0, s[f"{final}-q0.9"], alpha=0.15, label="up to the 90% quantile")
+        ax.set_title(series_label(uid, sources), fontsize=9)
+        ax.set_ylabel("units sold per day")
+        locator = mdates.AutoDateLocator(maxticks=8)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        ax.legend(fontsize=7, loc="upper left")
+    if len(sample):
+        fig.suptitle(f"Forecast vs actual from the last backtest origin ({last['cutoff'].max():%Y-%m-%d})",
+                     fontsize=10)
     fig.tight_layout()
     figs["forecast_vs_actual"] = fig
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, by_h in result.metrics["by_horizon"].items():
         if name in (final, "incumbent", "seasonal_naive", "oracle", "auto_ets"):
             ax.plot([int(k) for k in by_h], list(by_h.values()), marker=".", label=name)
-    ax.set_xlabel("horizon (days)")
-    ax.set_ylabel("WAPE")
+    ax.set_title("Forecast error by days ahead (all stores and products)", fontsize=10)
+    ax.set_xlabel("days ahead of the forecast origin")
+    ax.set_ylabel("WAPE (share of units, lower is better)")
     ax.legend(fontsize=7)
+    fig.tight_layout()
     figs["error_by_horizon"] = fig
     ok = preds[~preds["censored"]]
     unc_final = result.uncertainty.get(final, {"all": (0.3, 0.0)})
@@ -182,10 +311,12 @@ def plots(result) -> dict[str, Any]:
     levels = np.linspace(0.05, 0.99, 20)
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot(levels, [(pit <= q).mean() for q in levels], "b.-", label=final)
-    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-    ax.set_xlabel("nominal quantile")
-    ax.set_ylabel("observed share below")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfectly calibrated")
+    ax.set_title("Are the quantiles honest? (uncensored days)", fontsize=10)
+    ax.set_xlabel("quantile of the forecast distribution")
+    ax.set_ylabel("share of actual units below it")
     ax.legend(fontsize=7)
+    fig.tight_layout()
     figs["calibration"] = fig
     for f in figs.values():
         plt.close(f)

@@ -5,13 +5,17 @@ trials early. Only LightGBM is fitted (no baselines, no calibration): tuning tar
 
 Why the origins sit before the backtest's: parameters chosen on the windows the backtest later scores would make the
 backtest (and the promotion rule built on it) flatter the tuned model. The tuning windows therefore end on or before
-the first backtest origin. The current parameters run first (an enqueued trial), and the best parameters are written
-to the YAML file that ``train`` and ``backtest`` merge over ``training.lgbm`` only when they beat the current ones by
-``tune.min_rel_improvement``; otherwise the file is left as it is.
+the first backtest origin. The current parameters run first (an enqueued trial).
+
+Why tuning never changes training by itself: a three-trial search once won 2.2% on its own origins and the next
+training used it without a word. A search is an MLflow run (the best parameters as its ``tuned_lgbm.json``); a
+person applies it with ``replenish tune apply RUN_ID``, which writes ``training.tuned_params`` (a file to commit)
+with the run it came from, and ``train`` prints which parameters it used and where they came from.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,7 @@ import pandas as pd
 import yaml
 
 from forecasting.config import Settings, resolve_path
-from forecasting.errors import DataError
+from forecasting.errors import ConfigError, DataError
 from training import tracking
 from training.backtest import MIN_TRAIN_DAYS, Backtester, lgbm_params
 from training.data import ModelFrame
@@ -68,14 +72,13 @@ def tune_job(
     settings: Settings,
     frame: ModelFrame,
     trials: int | None = None,
-    out: str | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Search, log every trial as a nested run, and write the winner only when it beats the current parameters."""
+    """Search and log every trial as a nested run of one ``tune`` run; never changes what ``train`` uses."""
     cfg = settings.training
     tcfg = cfg.tune
     trials = trials or tcfg.trials
-    out_path = resolve_path(out or tcfg.out)
+    started = tracking.now_ms()
     base = lgbm_params(cfg, read_tuned(cfg))
     h = cfg.horizon
     cuts = tuning_cutoffs(settings, frame)
@@ -97,9 +100,11 @@ def tune_job(
                 trial.report(wape, i)
                 if trial.should_prune():
                     mlflow.set_tag("pruned", "true")
+                    if progress:
+                        progress(f"trial {trial.number + 1} of {trials}: stopped early (WAPE {wape:.4f})")
                     raise optuna.TrialPruned()
             if progress:
-                progress(f"trial {trial.number}: WAPE {wape:.4f}")
+                progress(f"trial {trial.number + 1} of {trials}: WAPE {wape:.4f}")
         return wape
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -110,7 +115,7 @@ def tune_job(
         pruner=optuna.pruners.MedianPruner(n_startup_trials=tcfg.startup_trials, n_warmup_steps=1),
     )
     study.enqueue_trial(_current(base))
-    with mlflow.start_run(run_name="tune"):
+    with tracking.start_run("tune", started) as run:
         mlflow.set_tag("job", "tune")
         mlflow.log_dict(frame.manifest or {}, "features/manifest.json")
         mlflow.log_dict(settings.model_dump(mode="json"), "config/settings.json")
@@ -119,20 +124,52 @@ def tune_job(
         study.optimize(objective, n_trials=trials, timeout=tcfg.timeout_s)
         baseline = float(study.trials[0].value) if study.trials[0].value is not None else float("inf")
         best = {k: (int(v) if isinstance(v, (int, np.integer)) else float(v)) for k, v in study.best_params.items()}
-        improved = study.best_value <= baseline * (1 - tcfg.min_rel_improvement)
-        mlflow.log_metrics({"best_wape": study.best_value, "current_wape": baseline})
-        mlflow.set_tag("written", str(improved).lower())
-        mlflow.log_dict(best, "tuned_lgbm.json")
-    if improved:
-        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        better = study.best_value <= baseline * (1 - tcfg.min_rel_improvement)
+        gain = (baseline - study.best_value) / baseline if baseline > 0 and np.isfinite(baseline) else 0.0
+        mlflow.log_metrics({f"{tracking.HEADLINE}.best_wape": study.best_value,
+                            f"{tracking.HEADLINE}.current_wape": baseline,
+                            f"{tracking.HEADLINE}.rel_improvement": gain})
+        mlflow.set_tag("recommended", str(better).lower())
+        mlflow.set_tag("mlflow.note.content",
+                       f"Best of {len(study.trials)} trials: WAPE {study.best_value:.4f} vs {baseline:.4f} with the "
+                       f"current parameters ({gain:+.1%}) on the tuning origins "
+                       f"{', '.join(str(c.date()) for c in cuts)}. "
+                       f"{'Worth applying' if better else 'Not worth applying'} (threshold "
+                       f"{tcfg.min_rel_improvement:.0%}): `replenish tune apply {run.info.run_id}`.")
         doc = {"lgbm": best, "best_wape": float(study.best_value), "current_wape": baseline,
                "trials": len(study.trials), "origins": [str(c.date()) for c in cuts], "horizon": h}
-        tmp = Path(out_path).with_suffix(".tmp")
-        tmp.write_text(
-            "# Written by `replenish tune`; merged over training.lgbm by train and backtest.\n"
-            + yaml.safe_dump(doc, sort_keys=False),
-            encoding="utf-8",
-        )
-        tmp.replace(out_path)  # atomic: train never reads half a file
-    return {"best_value": float(study.best_value), "current_value": baseline, "best_params": best,
-            "trials": len(study.trials), "written": improved, "out": str(out_path)}
+        mlflow.log_dict(doc, "tuned_lgbm.json")
+    return {"run_id": run.info.run_id, "best_value": float(study.best_value), "current_value": baseline,
+            "rel_improvement": gain, "best_params": best, "trials": len(study.trials), "recommended": better}
+
+
+def apply_tuned(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Write a tuning run's best parameters to ``training.tuned_params`` (atomically), with the run they came from;
+    ``train`` and ``backtest`` use them from then on. The file is meant to be committed: a reviewed change."""
+    from mlflow.exceptions import MlflowException
+
+    cfg = settings.training
+    if not cfg.tuned_params:
+        raise ConfigError("training.tuned_params is null: set it to a file (e.g. configs/tuned_lgbm.yaml) to apply "
+                          "tuned parameters")
+    tracking.setup(settings.mlflow.tracking_uri, cfg.experiment)
+    try:
+        run = mlflow.get_run(run_id)
+        doc = mlflow.artifacts.load_dict(f"runs:/{run_id}/tuned_lgbm.json")
+    except MlflowException:
+        raise DataError(f"no tuning run {run_id!r} in {settings.mlflow.tracking_uri}: `replenish tune` prints the "
+                        "run id (or see the experiment's `tune` runs in `replenish mlflow ui`)") from None
+    if run.data.tags.get("job") != "tune" or not isinstance(doc.get("lgbm"), dict):
+        raise DataError(f"run {run_id} is not a tuning run (its job is {run.data.tags.get('job')!r})")
+    out = {"run_id": run_id, "applied_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), **doc}
+    path = resolve_path(cfg.tuned_params)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(
+        f"# LightGBM parameters applied from MLflow tuning run {run_id} by `replenish tune apply`;\n"
+        "# merged over training.lgbm by train and backtest. Delete this file to go back to training.lgbm.\n"
+        + yaml.safe_dump(out, sort_keys=False),
+        encoding="utf-8",
+    )
+    tmp.replace(path)  # atomic: train never reads half a file
+    return {"path": str(path), **out}
