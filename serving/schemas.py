@@ -44,6 +44,12 @@ PROPOSAL_LINE_DOCS: dict[str, tuple[str, Any]] = {
                            "(ISO date, exclusive).", "2026-02-17"),
     "qty_units": ("Quantity to order, in the material's unit (packs x pack size).", 24000.0),
     "qty_packs": ("Quantity to order, in whole packs: the number to put on the order.", 2),
+    "final_packs": ("The final quantity in whole packs: the planner's number where a planner overrode the line in "
+                    "the stored proposal, else the engine's qty_packs.", 3),
+    "planner_packs": ("The planner's number of packs from the stored proposal (null when not overridden).", 3),
+    "override_reason": ("Why the planner changed the line (null when not overridden).", "office party Friday"),
+    "proposal_status": ("State of the stored proposal for this store and date: draft, approved, released or "
+                        "cancelled (null when none is stored).", "approved"),
     "pack_size": ("Units per pack, in the material's unit.", 12000.0),
     "order_value": ("Cost of the proposed quantity, in USD.", 41.5),
     "window_days": ("Days the order must cover (until the next delivery), in days.", 3),
