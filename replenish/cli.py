@@ -142,7 +142,9 @@ def one_line(msg: str) -> str:
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {one_line(msg)}", highlight=False, soft_wrap=True)
+    from rich.markup import escape  # the message is plain text: "[...]" in it must print, not style
+
+    err_console.print(f"[bold red]error:[/] {escape(one_line(msg))}", highlight=False, soft_wrap=True)
     sys.exit(code)
 
 
