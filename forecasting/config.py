@@ -240,7 +240,9 @@ class SimulationConfig(_Section):
     policies: list[str] = Field(default_factory=lambda: ["ours", "incumbent", "seasonal_naive", "oracle"])
     demand: str = Field("auto", pattern="^(auto|truth|sales)$")  # auto: sampled latent truth when present
     truth_dispersion: float = Field(1 / 12, ge=0)  # NB alpha of the latent truth's daily noise (generator: 1/k)
-    seed: int = 7
+    seed: int = 101  # first demand seed (seed 7 was the one the settings were tuned on: not reported)
+    seeds: int = Field(5, ge=1, le=50)  # demand seeds seed .. seed + seeds - 1; policies compared paired over them
+    delivery_risk: bool = True  # late and short deliveries at the rates the source's own orders show
     n_samples: int = Field(500, ge=50, le=20000)  # sample paths per proposal in the replay (speed)
     refit_days: int = Field(14, ge=1, le=56)  # `ours`: LightGBM refit cadence; re-forecast daily in between
     calib_days: int = Field(14, ge=7, le=56)  # out-of-sample days before the period that fit the dispersion

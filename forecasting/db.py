@@ -127,6 +127,17 @@ def existing_tables(engine: Engine, schema: SourceSchema) -> list[str]:
     return out
 
 
+def table_columns(engine: Engine, schema: SourceSchema, logical: str) -> set[str]:
+    """Physical column names of one table (empty when it does not exist): optional columns added later (e.g.
+    ``t_demand_truth.realised_qty``) are read only where a source has them."""
+    table = schema[logical]
+    insp = inspect(engine)
+    sch = None if engine.dialect.name == "sqlite" else table.schema
+    if not insp.has_table(table.name, schema=sch):
+        return set()
+    return {c["name"] for c in insp.get_columns(table.name, schema=sch)}
+
+
 def open_source(
     url: str, mapping: dict[str, str] | None = None, timeout_s: int = 5, readonly: bool = False
 ) -> tuple[Engine, SourceSchema]:

@@ -263,6 +263,28 @@ class Recipes:
     qty: np.ndarray
 
 
+@dataclass(frozen=True)
+class DeliveryRisk:
+    """Late and short deliveries drawn once per (order day, series): ``late`` (D, n) bool arrives one day after its
+    date, ``received_share`` (D, n) the share of an order that arrives (1 = in full).
+
+    Why drawn up front: every policy replayed on one demand seed meets the same supplier misses on the same days
+    (common random numbers), so the paired difference between policies carries no delivery luck.
+    """
+
+    late: np.ndarray
+    received_share: np.ndarray
+
+    @classmethod
+    def draw(cls, n: int, days: int, late_rate: float, short_rate: float, short_range: tuple[float, float],
+             seed: int) -> DeliveryRisk:
+        rng = np.random.default_rng([seed, 11])
+        late = rng.random((days, n)) < late_rate
+        short = rng.random((days, n)) < short_rate
+        share = np.where(short, rng.uniform(short_range[0], short_range[1], size=(days, n)), 1.0)
+        return cls(late, share)
+
+
 def replay(
     days: list[date],
     store_ids: np.ndarray,
@@ -280,6 +302,7 @@ def replay(
     hour_shares: np.ndarray | None = None,
     holding_cost_daily_ratio: float = 0.001,
     lookahead: int = 42,
+    deliveries: DeliveryRisk | None = None,
 ) -> SimulationResult:
     """Replay ``policy`` on consecutive ``days`` for n series (store x material) at once; same day convention as
     ``simulate`` (morning receipts, order, FIFO demand, lost sales, end-of-day expiry).
@@ -287,6 +310,8 @@ def replay(
     ``demand`` (n, D) realised material demand; ``schedules`` each series' supplier calendar (arrival = its delivery
     date); ``shelf_life_days`` (n,) 0 = does not expire; ``start_pipeline`` (D + lookahead, n) arrivals already on
     order; ``hour_shares`` (n, D, H) the hourly demand profile for stockout hours. Starting stock is fresh.
+    ``deliveries``: late (one day) and short orders; the policy sees a late order on its real arrival day and a
+    short one in full until it is received (as an open order line shows it).
 
     Without ``recipes`` each material's demand is lost on its own and the aggregates (demand, sold, lost, wasted,
     cover) sum material units times ``weights`` (default 1). With ``recipes`` a product sells only the share of the
@@ -306,10 +331,11 @@ def replay(
     rows = np.arange(n)
     buckets = np.zeros((n, A))
     buckets[rows, slot] = np.asarray(start_on_hand, dtype=float)
-    arrivals = np.zeros((D + lookahead + 1, n))
+    arrivals = np.zeros((D + lookahead + 1, n))  # what will be received
     if start_pipeline is not None:
         k = min(len(start_pipeline), len(arrivals))
         arrivals[:k] += start_pipeline[:k]
+    on_order = arrivals.copy()  # what the policy sees on order (ordered quantities: a shortfall shows at receipt)
     offsets = {s: np.array([(s.delivery_date(d) - d).days for d in days]) for s in set(schedules)}
     off = np.stack([offsets[s] for s in schedules], axis=1)  # (D, n): days from ordering to arrival
     if recipes is not None:
@@ -325,7 +351,7 @@ def replay(
         buckets[rows, slot] += got
         on_hand = buckets.sum(axis=1)
         state = DayState(day, t, store_ids, material_ids, prev, got, on_hand,
-                         arrivals[t + 1: t + 1 + lookahead], demand[:, :t].T)
+                         on_order[t + 1: t + 1 + lookahead], demand[:, :t].T)
         qty = np.maximum(np.nan_to_num(np.asarray(policy(state), dtype=float)), 0.0)
         if qty.shape != (n,):
             raise DataError(f"policy returned shape {qty.shape}, expected ({n},)")
@@ -337,7 +363,11 @@ def replay(
                 buckets[rows[same], slot[same]] += qty[same]
                 got = got + np.where(same, qty, 0.0)
             later = pos & (at > t)
-            np.add.at(arrivals, (np.minimum(at[later], len(arrivals) - 1), rows[later]), qty[later])
+            late = deliveries.late[t] & later if deliveries is not None else np.zeros(n, dtype=bool)
+            share = deliveries.received_share[t] if deliveries is not None else np.ones(n)
+            at = np.minimum(at + late, len(arrivals) - 1)
+            np.add.at(arrivals, (at[later], rows[later]), (qty * share)[later])
+            np.add.at(on_order, (at[later], rows[later]), qty[later])
         need = demand[:, t]
         avail = buckets.sum(axis=1)
         own = np.clip(np.divide(avail, need, out=np.ones(n), where=need > 1e-12), 0.0, 1.0)

@@ -42,7 +42,7 @@ def simulate_world(
     tables = master_tables(world, ma)
     tables.update(build_orders(world, sim.sold))
     tables.update(inventory_tables(world, ma, sim))
-    tables.update(truth_tables(world, mu))
+    tables.update(truth_tables(world, mu, latent.sum(-1)))
     tables["meta"] = meta_table(world)
 
     lat_day = latent.sum(-1)
@@ -76,10 +76,11 @@ def generate(
     Creates missing tables first. Raises DataError when a history exists and ``replace`` is false, ConfigError for a
     malformed scenario or catalog. ``progress(stage, done, total)`` reports the stages "simulate" and "write".
     """
-    from generator.writer import refuse_existing, write_history
+    from generator.writer import add_missing_columns, refuse_existing, write_history
 
     t0 = time.perf_counter()
     init_db(engine, schema)
+    add_missing_columns(engine, schema, "demand_truth")  # a source created before realised_qty existed
     if not replace:
         refuse_existing(engine, schema)  # fail fast; checked again inside the write transaction
     world, tables, diag = simulate_world(scenario, seed, catalog, progress)

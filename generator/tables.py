@@ -151,8 +151,10 @@ def inventory_tables(w: World, ma: MaterialArrays, sim: SimResult) -> dict[str, 
     return {"inventory_snapshots": snaps, "replenishment_orders": repl, "replenishment_forecasts": fcst}
 
 
-def truth_tables(w: World, mu: np.ndarray) -> dict[str, Columns]:
-    """Ground truth: expected units per store x product x open day, and the hourly shares."""
+def truth_tables(w: World, mu: np.ndarray, latent_day: np.ndarray | None = None) -> dict[str, Columns]:
+    """Ground truth: expected units per store x product x open day, the realised demand before censoring (what
+    would have sold with stock: ``latent_day`` (S, P, D_hist), the sampled counts the inventory world censors), and
+    the hourly shares. Scoring against realised demand keeps stockout days in the evaluation."""
     D = w.n_hist
     store_ids = np.array([s.id for s in w.stores])
     s_i, p_i, d_i = np.nonzero(mu[:, :, :D] > 0)
@@ -161,6 +163,7 @@ def truth_tables(w: World, mu: np.ndarray) -> dict[str, Columns]:
         "demand_truth": {
             "store_id": store_ids[s_i], "product_id": p_i + 1, "date": w.days[d_i],
             "expected_qty": np.round(mu[s_i, p_i, d_i], 4),
+            **({"realised_qty": latent_day[s_i, p_i, d_i].astype(float)} if latent_day is not None else {}),
         },
         "demand_truth_hourly": {
             "store_id": store_ids[hs], "date": w.days[hd], "local_hour": w.hours[hh],
@@ -184,6 +187,8 @@ def meta_table(w: World, extra: dict[str, str] | None = None) -> Columns:
         "history_end": w.end.isoformat(),
         "timezone": w.catalog.timezone,
         "incumbent_model_version": w.catalog.inventory.model_version,
+        # NB alpha (1/k) of the daily noise around expected_qty: the oracle's true distribution in evaluation
+        "truth_nb_alpha": repr(1.0 / w.catalog.demand.nb_dispersion),
         **(extra or {}),
     }
     return {"key": _obj(meta), "value": _obj(meta.values())}

@@ -11,9 +11,10 @@ import datetime as dt
 from collections.abc import Callable
 
 import numpy as np
-from sqlalchemy import Boolean, Date, DateTime, Engine, Float, Integer, Numeric, Table, select
+from sqlalchemy import Boolean, Date, DateTime, Engine, Float, Integer, Numeric, Table, select, text
 from sqlalchemy.engine import Connection
 
+from forecasting.db import table_columns
 from forecasting.errors import DataError
 from forecasting.schema import HISTORY_TABLES, SourceSchema
 
@@ -85,6 +86,24 @@ def history_present(conn: Connection, schema: SourceSchema) -> bool:
 def _refusal(engine: Engine) -> DataError:
     url = engine.url.render_as_string(hide_password=True)
     return DataError(f"{url} already holds a generated history; pass --replace to overwrite it")
+
+
+def add_missing_columns(engine: Engine, schema: SourceSchema, logical: str) -> list[str]:
+    """Add the schema's nullable columns a table lacks (a source created by an older version); returns them.
+
+    Why before the write transaction: DDL commits implicitly on MySQL, so it must not sit inside the one transaction
+    that writes the history.
+    """
+    have = table_columns(engine, schema, logical)
+    table = schema[logical]
+    missing = [c for c in table.columns if have and c.name not in have and c.nullable]
+    if missing:
+        with engine.begin() as conn:
+            for c in missing:
+                ddl = c.type.compile(dialect=conn.dialect)
+                q = conn.dialect.identifier_preparer.quote
+                conn.execute(text(f"ALTER TABLE {_qualified(conn, table)} ADD COLUMN {q(c.name)} {ddl}"))
+    return [c.name for c in missing]
 
 
 def refuse_existing(engine: Engine, schema: SourceSchema) -> None:

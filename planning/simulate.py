@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,11 +33,12 @@ from sqlalchemy import Engine, and_, select
 from forecasting.config import ReplenishmentConfig, Settings, resolve_path
 from forecasting.db import existing_tables
 from forecasting.errors import DataError
+from forecasting.metrics import mean_interval, paired_difference
 from forecasting.policy import assess_count, resolve_policy
 from forecasting.proposal import propose
 from forecasting.schedule import DeliverySchedule, order_window
 from forecasting.schema import SourceSchema
-from forecasting.simulation import DayState, MaterialCosts, Recipes, SimulationResult, replay
+from forecasting.simulation import DayState, DeliveryRisk, MaterialCosts, Recipes, SimulationResult, replay
 from planning.inputs import read, read_table
 
 POLICIES = ("ours", "incumbent", "seasonal_naive", "oracle")
@@ -71,6 +72,9 @@ class World:
     hour_shares: np.ndarray  # (n, D, H)
     truth: pd.DataFrame | None  # store_id, product_id, date, expected_qty (oracle)
     recipes: Recipes  # product demand and recipe columns: a drink needs every material of its recipe
+    period_truth: pd.DataFrame | None = None  # the truth's rows inside the period: demand is sampled from them
+    demand_seed: int | None = None  # the seed the demand was sampled with (None: recorded sales)
+    delivery_rates: dict[str, Any] | None = None  # late / short delivery rates measured on the source's orders
 
     @property
     def start(self) -> date:
@@ -110,6 +114,48 @@ def _costs(materials: pd.DataFrame, cfg: ReplenishmentConfig) -> dict[int, Mater
     return out
 
 
+def _units(prod: pd.DataFrame, uniq: np.ndarray, products: np.ndarray, start: date, D: int) -> np.ndarray:
+    """(S, P, D) product units of the rows ``prod`` (store_id, product_id, date, qty) on the replay's axes."""
+    units = np.zeros((len(uniq), len(products), D))
+    s_ids = prod["store_id"].to_numpy()
+    si = np.searchsorted(uniq, s_ids)
+    keep = (si < len(uniq)) & (uniq[np.minimum(si, len(uniq) - 1)] == s_ids)
+    pi = np.searchsorted(products, prod["product_id"].to_numpy())
+    di = (prod["date"] - pd.Timestamp(start)).dt.days.to_numpy()
+    np.add.at(units, (si[keep], pi[keep], di[keep]), prod["qty"].to_numpy(float)[keep])
+    return units
+
+
+def with_demand_seed(w: World, seed: int, alpha: float) -> World:
+    """The same world (series, stock, calendars, costs) with demand sampled from the latent truth by ``seed``.
+
+    Why: one demand sample is one draw of the noise (the incumbent's total cost moves +-5% between seeds), so
+    policies are compared over several seeds, each policy facing the same draws (paired).
+    """
+    if w.period_truth is None:
+        raise DataError("demand seeds need t_demand_truth: the recorded sales are a single history")
+    prod = w.period_truth.assign(qty=_sample_truth(w.period_truth, alpha, seed))
+    units = _units(prod, np.unique(w.store_ids), np.sort(w.bom["product_id"].unique()), w.start, len(w.days))
+    r = w.recipes
+    demand = np.einsum("npd,pn->nd", units[r.store_idx], r.qty)
+    return replace(w, demand=demand, recipes=Recipes(r.store_idx, units, r.qty), demand_seed=seed)
+
+
+def delivery_rates(orders: pd.DataFrame, start: date) -> dict[str, Any]:
+    """Late and short delivery rates of the orders received before ``start`` (the source's own suppliers): late =
+    received after the expected date, short = received less than ordered (and the range of the received share)."""
+    got = orders[orders["received_on"].notna() & (orders["received_on"] < pd.Timestamp(start))] if len(orders) \
+        else orders
+    if not len(got):
+        return {"orders": 0, "late_rate": 0.0, "short_rate": 0.0, "short_range": [1.0, 1.0]}
+    late = got["received_on"] > got["expected_delivery"]
+    share = got["received_qty"] / got["qty"].where(got["qty"] > 0)
+    short = share < 1.0 - 1e-6
+    rng = [float(share[short].min()), float(share[short].max())] if short.any() else [1.0, 1.0]
+    return {"orders": int(len(got)), "late_rate": round(float(late.mean()), 4),
+            "short_rate": round(float(short.mean()), 4), "short_range": [round(x, 3) for x in rng]}
+
+
 def _sample_truth(truth: pd.DataFrame, alpha: float, seed: int) -> np.ndarray:
     """Realised units: negative binomial around the latent mean (gamma-Poisson, as the generator draws them)."""
     rng = np.random.default_rng(seed)
@@ -147,9 +193,10 @@ def build_world(
             truth["date"] = pd.to_datetime(truth["date"])
     if sim.demand == "truth" and not use_truth:
         raise DataError("simulation.demand is 'truth' but the source has no t_demand_truth rows for the period")
+    period_truth = None
     if use_truth:
-        prod = truth[truth["date"] <= pd.Timestamp(end)].copy()
-        prod["qty"] = _sample_truth(prod, sim.truth_dispersion, sim.seed)
+        period_truth = truth[truth["date"] <= pd.Timestamp(end)][["store_id", "product_id", "date", "expected_qty"]]
+        prod = period_truth.assign(qty=period_truth["expected_qty"])  # picks the series; sampled per seed below
         source = "sampled latent truth"
     else:
         path = resolve_path(features_dir or settings.features.out_dir) / "daily"
@@ -236,22 +283,19 @@ def build_world(
     hour_shares = _hour_shares(engine, schema, have, stores, store_ids, days)
     uniq = np.unique(store_ids)
     products = np.sort(bom["product_id"].unique())
-    units = np.zeros((len(uniq), len(products), D))
-    si = np.searchsorted(uniq, prod["store_id"].to_numpy())
-    keep = (si < len(uniq)) & (uniq[np.minimum(si, len(uniq) - 1)] == prod["store_id"].to_numpy())
-    pi = np.searchsorted(products, prod["product_id"].to_numpy())
-    di = (prod["date"] - pd.Timestamp(start)).dt.days.to_numpy()
-    np.add.at(units, (si[keep], pi[keep], di[keep]), prod["qty"].to_numpy(float)[keep])
+    units = _units(prod, uniq, products, start, D)
     q = bom.pivot_table(index="product_id", columns="material_id", values="qty_per_unit", aggfunc="sum")
     q = q.reindex(index=products, columns=np.unique(material_ids)).fillna(0.0)
     recipes = Recipes(np.searchsorted(uniq, store_ids), units, q[material_ids].to_numpy(float))
-    return World(
+    world = World(
         days=days, store_ids=store_ids, material_ids=material_ids, demand=piv.to_numpy(float), demand_source=source,
         materials=materials, bom=bom, suppliers=suppliers, schedules=[scheds[int(x)] for x in sup], supplier_of=sup,
         life=life, pack=mat_idx.loc[material_ids, "pack_size"].to_numpy(float), start_on_hand=start_on_hand,
         start_pipeline=pipeline, costs=[costs_by[int(m)] for m in material_ids], qpu=qpu,
-        hour_shares=hour_shares, truth=truth, recipes=recipes,
+        hour_shares=hour_shares, truth=truth, recipes=recipes, period_truth=period_truth,
+        delivery_rates=delivery_rates(orders, start) if sim.delivery_risk else None,
     )
+    return with_demand_seed(world, sim.seed, sim.truth_dispersion) if use_truth else world
 
 
 def _hour_shares(engine: Engine, schema: SourceSchema, have: set[str], stores: pd.DataFrame, store_ids: np.ndarray,
@@ -624,12 +668,24 @@ class IncumbentPolicy:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def delivery_risk(w: World, seed: int) -> DeliveryRisk | None:
+    """The late and short deliveries of one seed, at the rates the source's own orders show (None: off)."""
+    r = w.delivery_rates
+    if not r or not (r["late_rate"] or r["short_rate"]):
+        return None
+    return DeliveryRisk.draw(len(w.store_ids), len(w.days), r["late_rate"], r["short_rate"],
+                             tuple(r["short_range"]), seed)
+
+
 def replay_world(w: World, policy, settings: Settings) -> SimulationResult:
-    """``replay`` on the world: product units for fill rate (recipes), unit cost for waste % and cover."""
+    """``replay`` on the world: product units for fill rate (recipes), unit cost for waste % and cover; late and
+    short deliveries drawn from the world's demand seed (the same for every policy)."""
+    seed = w.demand_seed if w.demand_seed is not None else settings.planning.simulation.seed
     return replay(w.days, w.store_ids, w.material_ids, w.demand, policy, w.schedules, w.life, w.start_on_hand,
                   w.costs, recipes=w.recipes, start_pipeline=w.start_pipeline,
                   weights=np.array([c.unit_cost for c in w.costs]), hour_shares=w.hour_shares,
-                  holding_cost_daily_ratio=settings.replenishment.holding_cost_daily_ratio)
+                  holding_cost_daily_ratio=settings.replenishment.holding_cost_daily_ratio,
+                  deliveries=delivery_risk(w, seed))
 
 
 def _metrics(res: SimulationResult, w: World, seconds: float) -> dict[str, float]:
@@ -710,41 +766,110 @@ def default_period(engine: Engine, schema: SourceSchema, weeks: int, start: date
 _SHARED: dict[str, Any] = {}  # the world and settings, inherited by forked workers (never pickled)
 
 
-def _policy(name: str) -> Any:
+class _Memo:
+    """A forecast provider's answers kept by day: forecasts depend on the history, not on the replayed demand, so
+    every demand seed reuses them (the seeds then cost only the engine's proposals)."""
+
+    def __init__(self, provider: Callable[[date], pd.DataFrame]) -> None:
+        self.provider = provider
+        self.days: dict[date, pd.DataFrame] = {}
+
+    def __call__(self, day: date) -> pd.DataFrame:
+        if day not in self.days:
+            self.days[day] = self.provider(day)
+        return self.days[day]
+
+
+def _provider(name: str) -> Any:
+    """The policy's forecast provider (None for the incumbent, which replays its own records)."""
     c = _SHARED
-    w, settings, frame, say = c["world"], c["settings"], c["frame"], c["say"]
-    if name in c["prebuilt"]:
-        return c["prebuilt"][name]
+    w, settings, frame, say = c["worlds"][0], c["settings"], c["frame"], c["say"]
+    if name == "incumbent":
+        return None
     if name == "oracle":
-        return EnginePolicy(w, OracleForecasts(w, settings.planning.simulation.truth_dispersion), settings, name)
+        return OracleForecasts(w, settings.planning.simulation.truth_dispersion)
     if name == "seasonal_naive":
-        return EnginePolicy(w, SeasonalNaiveForecasts(settings, frame, w.start, say), settings, name)
+        return SeasonalNaiveForecasts(settings, frame, w.start, say)
     if name == "ours":
-        return EnginePolicy(w, OurForecasts(settings, frame, w.start, say, w.bom), settings, name)
+        return OurForecasts(settings, frame, w.start, say, w.bom)
     raise DataError(f"unknown policy {name!r}: choose from {', '.join(POLICIES)}")
 
 
+# the metrics averaged over demand seeds, with a 95% interval (``ci95``) for these
+INTERVAL_KEYS = ("fill_rate", "cycle_service_level", "stockout_hours", "waste_pct", "days_of_cover", "holding_cost",
+                 "waste_cost", "lost_margin_cost", "total_cost")
+
+
 def _replay_one(name: str) -> tuple[str, dict[str, Any]]:
-    """Build one policy and replay it on the shared world (in a worker process or in-process)."""
+    """Build one policy and replay it on every demand seed's world (in a worker process or in-process)."""
     t0 = time.perf_counter()
     _SHARED["say"](f"replaying {name}")
-    pol = _policy(name)
-    res = replay_world(_SHARED["world"], pol, _SHARED["settings"])
-    m = _metrics(res, _SHARED["world"], time.perf_counter() - t0)
-    if isinstance(pol, EnginePolicy):
-        m["seconds_detail"] = {k: round(v, 1) for k, v in pol.seconds.items()}
-        fits = getattr(pol.forecasts, "fit_seconds", None)
+    settings = _SHARED["settings"]
+    provider = _provider(name)
+    memo = _Memo(provider) if provider is not None else None
+    runs, detail = [], {"forecast": 0.0, "propose": 0.0}
+    for w in _SHARED["worlds"]:
+        t1 = time.perf_counter()
+        pol = _SHARED["prebuilt"]["incumbent"] if memo is None else EnginePolicy(w, memo, settings, name)
+        res = replay_world(w, pol, settings)
+        runs.append(_metrics(res, w, time.perf_counter() - t1) | {"seed": w.demand_seed})
+        if isinstance(pol, EnginePolicy):
+            for k, v in pol.seconds.items():
+                detail[k] += v
+    m = {k: v for k, v in runs[0].items() if k != "seed"}
+    for k in runs[0]:
+        if k != "seed" and isinstance(runs[0][k], (int, float)):
+            m[k] = round(float(np.mean([r[k] for r in runs])), 5)
+    if len(runs) > 1:
+        m["ci95"] = {k: [round(v, 5) for v in (i["lo"], i["hi"])] for k in INTERVAL_KEYS
+                     for i in [mean_interval(np.array([r[k] for r in runs]))]}
+    m["by_seed"] = runs
+    m["seconds"] = round(time.perf_counter() - t0, 1)
+    if memo is not None:
+        m["seconds_detail"] = {k: round(v, 1) for k, v in detail.items()}
+        fits = getattr(provider, "fit_seconds", None)
         if fits is not None:
             m["seconds_detail"]["fit"] = round(fits, 1)
-        if getattr(pol.forecasts, "calibration", None) is not None:
-            cal = pol.forecasts.calibration.to_dict()
+        if getattr(provider, "calibration", None) is not None:
+            cal = provider.calibration.to_dict()
             m["calibration"] = {"store_dispersion": cal["store_dispersion"], "windows": cal["windows"],
                                 "pooled_products": len(cal["pooled_products"]),
                                 "factor_range": [min((f for f, _ in cal["factors"].values()), default=1.0),
                                                  max((f for f, _ in cal["factors"].values()), default=1.0)]}
-            m["calibration_check"] = pol.forecasts.calibration_check
+            m["calibration_check"] = provider.calibration_check
     _SHARED["say"](f"{name}: done in {m['seconds']:.0f} s")
     return name, m
+
+
+PAIRED_KEYS = ("fill_rate", "stockout_hours", "waste_pct", "total_cost")
+
+
+def paired(policies: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``ours`` against every other policy, seed by seed: mean difference and mean ratio with 95% intervals.
+
+    Why paired: every policy met the same demand draws and supplier misses, so the differences are far tighter
+    than the policies' own seed-to-seed spread.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    if "ours" not in policies:
+        return out
+    a = {r["seed"]: r for r in policies["ours"]["by_seed"]}
+    for other, m in policies.items():
+        if other == "ours":
+            continue
+        b = {r["seed"]: r for r in m["by_seed"]}
+        seeds = [s for s in a if s in b]
+        if not seeds:
+            continue
+        pair: dict[str, Any] = {"seeds": len(seeds)}
+        for k in PAIRED_KEYS:
+            x = np.array([a[s][k] for s in seeds], dtype=float)
+            y = np.array([b[s][k] for s in seeds], dtype=float)
+            ratio = np.divide(x, y, out=np.full_like(x, np.nan), where=np.abs(y) > 1e-12)
+            pair[k] = {"difference": {q: round(v, 5) for q, v in paired_difference(x, y).items() if q != "n"},
+                       "ratio": {q: round(v, 4) for q, v in mean_interval(ratio).items() if q != "n"}}
+        out[f"ours_vs_{other}"] = pair
+    return out
 
 
 def run_simulation(
@@ -768,6 +893,8 @@ def run_simulation(
     start, end = default_period(engine, schema, sim.weeks, start, end)
     say(f"reading the world {start}..{end}")
     w = build_world(settings, engine, schema, start, end, features_dir)
+    seeds = [sim.seed + k for k in range(sim.seeds)] if w.period_truth is not None else [None]
+    worlds = [w] + [with_demand_seed(w, s, sim.truth_dispersion) for s in seeds[1:]]
     bad = [p for p in policies if p not in POLICIES]
     if bad:
         raise DataError(f"unknown policy {bad[0]!r}: choose from {', '.join(POLICIES)}")
@@ -782,7 +909,7 @@ def run_simulation(
     prebuilt: dict[str, Any] = {}
     if "incumbent" in policies:  # reads its records here: the workers never touch the database
         prebuilt["incumbent"] = IncumbentPolicy(w, engine, schema, settings)
-    _SHARED.update(world=w, settings=settings, frame=frame, prebuilt=prebuilt, say=say)
+    _SHARED.update(worlds=worlds, settings=settings, frame=frame, prebuilt=prebuilt, say=say)
     try:
         workers = min(sim.workers, len(policies))
         if workers > 1:
@@ -797,16 +924,26 @@ def run_simulation(
     finally:
         _SHARED.clear()
     out = {name: done[name] for name in policies}
+    cal_first = start - timedelta(days=sim.calib_days)
     report: dict[str, Any] = {
         "period": {"start": start.isoformat(), "end": end.isoformat(), "days": len(w.days),
                    "series": int(len(w.store_ids)), "stores": int(len(np.unique(w.store_ids))),
                    "demand": w.demand_source},
+        "protocol": {
+            "demand_seeds": seeds,
+            "calibration_days": [cal_first.isoformat(), (start - timedelta(days=1)).isoformat()],
+            "deliveries": w.delivery_rates or "as ordered (simulation.delivery_risk off)",
+            "note": "forecasters' dispersion and window calibration are fitted on the days before the period; "
+                    "policy settings are chosen on the selection period (the weeks before), never on this one",
+        },
         "units": "fill rate in product units (a product sells only while every material of its recipe is in "
                  "stock); waste % and days of cover by value at cost; stockout hours per store x material (open "
                  "hours out of stock, hourly demand profile); costs in $ (holding + waste + lost margin)",
         "policies": out,
         "seconds": round(time.perf_counter() - t0, 1),
     }
+    if len(seeds) > 1:
+        report["paired"] = paired(out)
     fva = override_value_added(engine, schema, w)
     if fva:
         report["overrides"] = fva

@@ -189,3 +189,37 @@ def test_replenishment_orders_some_late_or_short(small_db):
     assert (got["received_qty"] < got["qty"]).any()
     assert (pd.to_datetime(got["received_on"]) > pd.to_datetime(got["expected_delivery"])).any()
     assert ro.loc[ro.status == "open", "received_on"].isna().all()
+
+
+def test_realised_demand_stored_before_censoring(small_db):
+    engine = small_db[0]
+    t = _df(engine, "SELECT store_id, product_id, date, expected_qty, realised_qty FROM t_demand_truth")
+    assert t["realised_qty"].notna().all() and (t["realised_qty"] == t["realised_qty"].round()).all()
+    sold = _df(engine, "SELECT SUM(i.quantity) AS q FROM t_order_item i JOIN t_order o ON o.order_id = i.order_id "
+                       "WHERE o.status = 'completed'")["q"][0]
+    # what would have sold with stock: above what did sell (stockouts), around the latent mean (sampling noise)
+    assert sold < t["realised_qty"].sum() and t["realised_qty"].sum() == pytest.approx(t["expected_qty"].sum(), 0.03)
+    meta = dict(_df(engine, "SELECT * FROM t_source_meta").values.tolist())
+    assert float(meta["truth_nb_alpha"]) == pytest.approx(1 / load_catalog().demand.nb_dispersion)
+
+
+def test_source_without_realised_column_is_upgraded_and_still_readable(tmp_path):
+    from forecasting.db import table_columns
+    from training.source import load_eval_sources
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine, schema = open_source(url)
+    with engine.begin() as conn:  # t_demand_truth as versions before realised_qty created it
+        conn.execute(text("CREATE TABLE t_demand_truth (store_id INTEGER NOT NULL, product_id INTEGER NOT NULL, "
+                          "date DATE NOT NULL, expected_qty FLOAT NOT NULL, PRIMARY KEY (store_id, product_id, date))"))
+        conn.execute(text("INSERT INTO t_demand_truth VALUES (1, 1, '2025-11-01', 3.5)"))
+    assert "realised_qty" not in table_columns(engine, schema, "demand_truth")
+    old = load_eval_sources(engine, schema)  # readers of an old source: no realised column, no error
+    assert old.truth is not None and "realised_qty" not in old.truth and old.truth_alpha is None
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM t_demand_truth"))
+    generate(engine, schema, SMALL, 42)
+    assert "realised_qty" in table_columns(engine, schema, "demand_truth")
+    new = load_eval_sources(engine, schema)
+    assert new.truth["realised_qty"].notna().all() and new.truth_alpha == pytest.approx(1 / 12)
+    assert new.bom is not None and (new.bom["unit_cost"] > 0).all()

@@ -12,7 +12,7 @@ from test_plan_world import SmallWorld, run_cli, small_world
 
 from forecasting.db import open_source
 from forecasting.schedule import DeliverySchedule
-from forecasting.simulation import MaterialCosts, Recipes, replay, stockout_hours
+from forecasting.simulation import DeliveryRisk, MaterialCosts, Recipes, replay, stockout_hours
 from planning.simulate import run_simulation
 from planning.writeback import ensure_table
 
@@ -90,7 +90,42 @@ def test_simulate_compares_all_policies_on_the_small_world(world):
     cal = p["ours"]["calibration"]  # per-product factors within the configured bounds
     assert cal["windows"] > 0 and 0.7 <= cal["factor_range"][0] <= cal["factor_range"][1] <= 1.5
     assert "overrides" not in res
+    # several demand seeds, the same draws for every policy, compared paired with 95% intervals
+    proto = res["protocol"]
+    seeds = proto["demand_seeds"]
+    assert len(seeds) == world.settings.planning.simulation.seeds >= 5
+    assert proto["calibration_days"][1] < res["period"]["start"]  # calibrated before the reported period
+    d = proto["deliveries"]
+    assert d["orders"] > 100 and 0.005 < d["late_rate"] < 0.1 and 0.005 < d["short_rate"] < 0.1
+    inc = p["incumbent"]
+    assert [r["seed"] for r in inc["by_seed"]] == seeds
+    assert len({r["demand_units"] for r in inc["by_seed"]}) == len(seeds)  # each seed its own demand draw
+    assert [r["demand_units"] for r in inc["by_seed"]] == [r["demand_units"] for r in p["ours"]["by_seed"]]
+    lo, hi = p["ours"]["ci95"]["total_cost"]
+    assert lo <= p["ours"]["total_cost"] <= hi
+    pair = res["paired"]["ours_vs_incumbent"]["total_cost"]
+    assert pair["difference"]["lo"] <= pair["difference"]["mean"] <= pair["difference"]["hi"]
+    assert pair["difference"]["mean"] == pytest.approx(p["ours"]["total_cost"] - inc["total_cost"], abs=0.05)
     json.dumps(res)
+
+
+def test_late_and_short_deliveries_hit_every_policy_alike():
+    days = [MON + timedelta(days=k) for k in range(4)]
+    seen = []
+
+    def once(state):
+        seen.append(state.on_order.item())
+        return np.array([10.0 if state.t == 0 else 0.0])
+
+    risk = DeliveryRisk(late=np.ones((4, 1), dtype=bool), received_share=np.full((4, 1), 0.5))
+    r = replay(days, np.array([1]), np.array([1]), np.zeros((1, 4)), once, [DAILY], np.array([0]), np.array([0.0]),
+               [MaterialCosts(1.0, 2.0)], deliveries=risk)
+    got = r.daily.set_index("date")["received"]
+    assert got[MON + timedelta(days=1)] == 0.0 and got[MON + timedelta(days=2)] == 5.0  # a day late, half of it
+    assert seen == [0.0, 10.0, 0.0, 0.0]  # on order in full until received
+    a, b = (DeliveryRisk.draw(300, 60, 0.03, 0.03, (0.5, 0.9), seed=5) for _ in range(2))
+    assert (a.late == b.late).all() and (a.received_share == b.received_share).all()
+    assert 0.02 < a.late.mean() < 0.04 and 0.5 <= a.received_share.min() and (a.received_share < 1).mean() < 0.04
 
 
 def test_simulate_cli_json_with_overrides_value_added(world, tmp_path):

@@ -6,11 +6,15 @@ Uncertainty for each origin is fitted on *inner* windows that end at the origin 
 models, ``calib_windows`` of them), so reported coverage is honest. Forecasts are cached by cutoff: with a weekly step
 and a 14-day horizon, inner windows coincide with earlier origins and cost nothing.
 
-Censored store x product x days (stock-outs) are scored apart, against the observed sales (a lower bound of demand):
-the main metrics use uncensored days only, for every model alike, including the oracle.
+Scoring (``summarize``): where the source holds the realised demand before censoring (the generator's
+``t_demand_truth.realised_qty``), every day is scored against it, and observed-sales scores on uncensored days are
+reported beside; elsewhere (real logs) the main metrics use uncensored days, censored store x product x days are scored
+apart against the observed sales (a lower bound of demand) and their share is reported.
 
-The oracle is the generator's expected demand (``t_demand_truth``), scored with the same metrics: the floor that noise
-leaves. Material level multiplies product forecasts and actuals by ``t_bom``; the incumbent's own records
+The oracle is the generator's true distribution (``t_demand_truth.expected_qty`` and the NB alpha in the source meta):
+its median is the point forecast for WAPE and its quantiles are scored by pinball, so it is the floor noise leaves.
+Material level multiplies product forecasts and actuals by ``t_bom`` and weighs them by unit cost (error in $ at
+cost, since grams, millilitres and pieces cannot be added); the incumbent's own records
 (``t_replenishment_forecast``) are compared there, taking for each origin its latest forecast issued no later than
 the morning after the origin.
 """
@@ -28,7 +32,7 @@ import pandas as pd
 from forecasting import uncertainty as unc
 from forecasting.config import TrainingConfig
 from forecasting.errors import DataError
-from forecasting.metrics import score, wape_by
+from forecasting.metrics import against, at_cost, score, wape_by, with_true_distribution
 from training.blend import CANDIDATES, Weights, apply_weights, learn_weights
 from training.data import SEGMENTS, ModelFrame, SegmentRule, segment_series
 from training.models import LGBMModel, StatsModels, future_frame, same_weekday_mean
@@ -89,10 +93,10 @@ def material_level(preds: pd.DataFrame, models: list[str], bom: pd.DataFrame) ->
     )
     for c in ["y", *models]:
         x[c] = x[c] * x["qty_per_unit"]
-    g = (
-        x.groupby(["store_id", "material_id", "ds", "cutoff", "horizon"], as_index=False)
-        .agg({**{c: "sum" for c in ["y", *models]}, "censored": "any"})
-    )
+    agg = {**{c: "sum" for c in ["y", *models]}, "censored": "any"}
+    if "unit_cost" in x:
+        agg["unit_cost"] = "first"  # kept so material errors can be weighed in $ (forecasting.metrics.at_cost)
+    g = x.groupby(["store_id", "material_id", "ds", "cutoff", "horizon"], as_index=False).agg(agg)
     g["unique_id"] = g["store_id"].astype(str) + "_m" + g["material_id"].astype(str)
     return g
 
@@ -264,13 +268,41 @@ class Backtester:
             return [self.cfg.final]
         return [m for m in self.models if m in CANDIDATES]
 
+    def scoring_rows(self, preds: pd.DataFrame) -> pd.DataFrame:
+        """``preds`` as scored: the oracle as the true distribution (its median as the point, its quantiles; the
+        mean kept as ``oracle_mean``) when the source gives the truth's dispersion, and ``realised`` (demand before
+        censoring) when the source has it."""
+        rows = preds
+        truth = self.sources.truth
+        if "oracle" in rows:
+            rows = rows.assign(oracle_mean=rows["oracle"])
+            if self.sources.truth_alpha is not None:
+                rows = with_true_distribution(rows, "oracle", rows["oracle_mean"].to_numpy(float),
+                                              self.sources.truth_alpha, self.cfg.quantiles)
+        if truth is not None and "realised_qty" in truth and truth["realised_qty"].notna().all():
+            r = truth[["store_id", "product_id", "ds", "realised_qty"]].rename(columns={"realised_qty": "realised"})
+            rows = rows.merge(r, on=["store_id", "product_id", "ds"], how="left")
+            rows["realised"] = rows["realised"].fillna(rows["y"])  # no truth row: nothing was expected or censored
+        return rows
+
     def summarize(
         self, frame: ModelFrame, preds: pd.DataFrame, models: list[str], h: int
     ) -> tuple[dict[str, Any], str]:
+        """Scores: against realised demand on every day where the source has it (the generator), else against
+        observed sales on uncensored days; observed-sales scores on uncensored days and the censored days beside."""
         train_df = frame.df[["unique_id", "ds", "y"]]
-        main = preds[~preds["censored"]]
+        qs = self.cfg.quantiles
+        rows = self.scoring_rows(preds)
+        realised = "realised" in rows
+        cens = rows["censored"].to_numpy(bool)
+        obs = rows[~cens]
+        main = against(rows, "realised") if realised else obs
         scored = [*models, "final"]
-        res: dict[str, Any] = {"models": score(main, scored, train_df, self.cfg.quantiles)}
+        res: dict[str, Any] = {
+            "scored_against": "realised demand before censoring, every day" if realised
+            else "observed sales, uncensored days (censored days scored apart)",
+            "models": score(main, scored, train_df, qs),
+        }
         cands = self.candidates
         label = cands[0] if len(cands) == 1 else "blend"
         res["models"]["final"]["model"] = label
@@ -280,17 +312,30 @@ class Backtester:
             seg: score(main[main["segment"] == seg], scored) for seg in SEGMENTS if (main["segment"] == seg).any()
         }
         res["by_horizon"] = wape_by(main, scored, "horizon")
-        cens = preds[preds["censored"]]
-        res["censored"] = {"n": int(len(cens)), "note": "scored against observed sales (a lower bound)",
-                           "models": score(cens, scored) if len(cens) else {}}
+        if realised:
+            res["observed_uncensored"] = {"n": int(len(obs)), "note": "against observed sales on uncensored days",
+                                          "models": score(obs, scored, train_df, qs)}
+        res["censored"] = {"n": int(cens.sum()), "share": round(float(cens.mean()), 4) if len(cens) else 0.0,
+                           "note": "against observed sales (a lower bound of demand)",
+                           "models": score(rows[cens], scored) if cens.any() else {}}
+        if "oracle" in rows:
+            res["oracle"] = ("the true distribution: its median for WAPE, its quantiles for pinball and intervals"
+                             if self.sources.truth_alpha is not None else "the true mean (no true dispersion known)")
         bom = self.sources.bom
         if bom is not None:
             point = list(scored)
-            mat = material_level(preds, point, bom)
-            mat_main = mat[~mat["censored"]]
-            res["material"] = {"models": score(mat_main, point)}
+            base = main if realised else rows
+            if "oracle" in base:  # material totals: the sum of the true means (a sum of medians runs low)
+                base = base.assign(oracle=base["oracle_mean"])
+            mat = material_level(base, point, bom)
+            mat_main = mat if realised else mat[~mat["censored"]]
+            cost = "unit_cost" in mat and bool(mat["unit_cost"].notna().all())
+            value = (lambda d, cols: at_cost(d, cols)) if cost else (lambda d, cols: d)
+            res["material"] = {"units": "value at unit cost ($)" if cost else "material units (no unit costs)",
+                               "models": score(value(mat_main, ["y", *point]), point)}
             if self.sources.incumbent is not None:
                 both = attach_incumbent_records(mat_main, self.sources.incumbent, h)
                 if len(both):
-                    res["material"]["vs_incumbent_records"] = score(both, [*point, "incumbent_records"])
+                    res["material"]["vs_incumbent_records"] = score(
+                        value(both, ["y", *point, "incumbent_records"]), [*point, "incumbent_records"])
         return res, final

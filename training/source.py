@@ -11,17 +11,18 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import Engine, select
 
-from forecasting.db import existing_tables
+from forecasting.db import existing_tables, table_columns
 from forecasting.schema import SourceSchema
 
 
 @dataclass
 class EvalSources:
-    bom: pd.DataFrame | None = None  # product_id, material_id, qty_per_unit
-    truth: pd.DataFrame | None = None  # store_id, product_id, ds, expected_qty
+    bom: pd.DataFrame | None = None  # product_id, material_id, qty_per_unit[, unit_cost]
+    truth: pd.DataFrame | None = None  # store_id, product_id, ds, expected_qty[, realised_qty]
     incumbent: pd.DataFrame | None = None  # store_id, material_id, issued_on, ds, predicted_qty
     stores: dict[int, str] | None = None  # store_id -> store name, for plot titles people can read
     products: dict[int, str] | None = None  # product_id -> product name
+    truth_alpha: float | None = None  # NB alpha of the truth's daily noise (generator meta): the oracle's spread
 
 
 def _read(engine: Engine, stmt) -> pd.DataFrame:
@@ -42,16 +43,27 @@ def load_eval_sources(engine: Engine, schema: SourceSchema, since: pd.Timestamp 
     if "bom" in have:
         t = schema["bom"]
         bom = _read(engine, select(t.c.product_id, t.c.material_id, t.c.qty_per_unit))
+        if len(bom) and "materials" in have and "unit_cost" in table_columns(engine, schema, "materials"):
+            m = schema["materials"]
+            cost = _read(engine, select(m.c.material_id, m.c.unit_cost))
+            bom = bom.merge(cost, on="material_id", how="left")  # material error in $ at cost
         out.bom = bom if len(bom) else None
     if "demand_truth" in have:
         t = schema["demand_truth"]
-        stmt = select(t.c.store_id, t.c.product_id, t.c.date, t.c.expected_qty)
+        cols = [t.c.store_id, t.c.product_id, t.c.date, t.c.expected_qty]
+        if "realised_qty" in table_columns(engine, schema, "demand_truth"):
+            cols.append(t.c.realised_qty)  # realised demand before censoring (newer generator versions)
+        stmt = select(*cols)
         if since is not None:
             stmt = stmt.where(t.c.date > since.date())
         truth = _read(engine, stmt)
         if len(truth):
             truth["ds"] = pd.to_datetime(truth.pop("date"))
             out.truth = truth
+        if "meta" in have:
+            t = schema["meta"]
+            alpha = _read(engine, select(t.c.value).where(t.c.key == "truth_nb_alpha"))
+            out.truth_alpha = float(alpha["value"].iloc[0]) if len(alpha) else None
     if "replenishment_forecasts" in have:
         t = schema["replenishment_forecasts"]
         stmt = select(t.c.store_id, t.c.material_id, t.c.issued_on, t.c.target_date, t.c.predicted_qty)
