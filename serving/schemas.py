@@ -134,6 +134,7 @@ class StatusResponse(BaseModel):
     counts_read_at: str | None = None  # when every store's latest counts were last read (None: not in memory)
     counts_error: str | None = None  # why they are not in memory (requests without inventory get 503)
     hourly_available: bool = False
+    refused_versions: dict[str, str] = Field(default_factory=dict)  # model version -> why it was refused at load
 
 
 class StatusRequest(_Req):

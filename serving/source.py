@@ -45,12 +45,19 @@ def _reason(exc: BaseException) -> str:
 
 
 class SourceReader:
-    """Thread-safe, lazily connected reader; ``ok`` tells whether the last read succeeded."""
+    """Thread-safe, lazily connected reader; ``ok`` tells whether the last read succeeded.
 
-    def __init__(self, url: str, tables: dict[str, str] | None = None, timeout_s: int = 3) -> None:
+    Every wait is bounded: the connect by ``timeout_s``, the handshake, the pool's pre-ping and each read by
+    ``query_timeout_s``; pooled connections are re-authenticated every ``recycle_s``.
+    """
+
+    def __init__(self, url: str, tables: dict[str, str] | None = None, timeout_s: int = 3,
+                 query_timeout_s: int = 5, recycle_s: int = 300) -> None:
         self.url = url
         self.schema: SourceSchema = build_schema(tables)
         self.timeout_s = timeout_s
+        self.query_timeout_s = query_timeout_s  # every read, handshake and ping: a hanging source is an error
+        self.recycle_s = recycle_s
         self._engine: Engine | None = None
         self._lock = threading.Lock()
         self.ok: bool | None = None
@@ -62,7 +69,8 @@ class SourceReader:
     def _get_engine(self) -> Engine:
         with self._lock:
             if self._engine is None:
-                self._engine = make_engine(self.url, self.schema, self.timeout_s)
+                self._engine = make_engine(self.url, self.schema, self.timeout_s,
+                                           read_timeout_s=self.query_timeout_s, pool_recycle_s=self.recycle_s)
             return self._engine
 
     def _read(self, stmt, what: str) -> pd.DataFrame:
