@@ -8,16 +8,21 @@ planner's override on a line survives a re-run of the same date (the engine's nu
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections.abc import Callable
 from datetime import date, datetime
 
 import pandas as pd
 from sqlalchemy import Engine, and_, select
+from sqlalchemy.exc import OperationalError
 
 from forecasting.db import ensure_schemas
 from forecasting.schema import SourceSchema
 
 OVERRIDE_COLS = ("planner_qty", "override_reason", "overridden_by", "overridden_at")
+DEADLOCK_RETRIES = 5
+RETRY_CODES = (1213, 1205)  # MySQL/MariaDB: deadlock found, lock wait timeout (the transaction is rolled back)
 
 
 def ensure_table(engine: Engine, schema: SourceSchema) -> None:
@@ -73,32 +78,48 @@ def write_proposals(
     """Replace the proposal of ``proposal_date`` for ``store_ids`` with ``rows`` in ONE transaction.
 
     Overrides already recorded on a line of the same (date, store, material) are carried over. ``hook(n)`` runs
-    after each inserted batch (n rows so far): tests use it to fail mid-write.
+    after the delete (n = 0) and after each inserted batch (n rows so far): tests use it to fail mid-write.
+
+    Why a retry: two plans for the same new date on MariaDB both take gap locks with their delete and then block
+    each other's insert; InnoDB rolls one back (deadlock 1213). That one is re-run whole, after the other committed,
+    up to ``DEADLOCK_RETRIES`` times, so both succeed and the last writer's proposal stands.
     """
     ensure_table(engine, schema)
     t = schema["proposals"]
     if not store_ids:
-        return {"deleted": 0, "inserted": 0, "overrides_kept": 0}
+        return {"deleted": 0, "inserted": 0, "overrides_kept": 0, "retries": 0}
     where = and_(t.c.proposal_date == proposal_date, t.c.store_id.in_([int(s) for s in store_ids]))
-    with engine.begin() as conn:
-        kept = {
-            (int(r.store_id), int(r.material_id)): {c: getattr(r, c) for c in OVERRIDE_COLS}
-            for r in conn.execute(select(t.c.store_id, t.c.material_id, *[t.c[c] for c in OVERRIDE_COLS])
-                                  .where(where, t.c.planner_qty.is_not(None)))
-        }
-        deleted = conn.execute(t.delete().where(where)).rowcount
-        n_kept = 0
-        out = []
-        for r in rows:
-            prev = kept.get((r["store_id"], r["material_id"]))
-            if prev is not None:
-                n_kept += 1
-            out.append({**r, **(prev or dict.fromkeys(OVERRIDE_COLS))})
-        for i in range(0, len(out), batch_size):
-            conn.execute(t.insert(), out[i: i + batch_size])
-            if hook is not None:
-                hook(min(i + batch_size, len(out)))
-    return {"deleted": int(deleted or 0), "inserted": len(out), "overrides_kept": n_kept}
+    for attempt in range(DEADLOCK_RETRIES + 1):
+        try:
+            with engine.begin() as conn:
+                kept = {
+                    (int(r.store_id), int(r.material_id)): {c: getattr(r, c) for c in OVERRIDE_COLS}
+                    for r in conn.execute(select(t.c.store_id, t.c.material_id, *[t.c[c] for c in OVERRIDE_COLS])
+                                          .where(where, t.c.planner_qty.is_not(None)))
+                }
+                deleted = conn.execute(t.delete().where(where)).rowcount
+                if hook is not None:
+                    hook(0)
+                n_kept = 0
+                out = []
+                for r in rows:
+                    prev = kept.get((r["store_id"], r["material_id"]))
+                    if prev is not None:
+                        n_kept += 1
+                    out.append({**r, **(prev or dict.fromkeys(OVERRIDE_COLS))})
+                for i in range(0, len(out), batch_size):
+                    conn.execute(t.insert(), out[i: i + batch_size])
+                    if hook is not None:
+                        hook(min(i + batch_size, len(out)))
+        except OperationalError as exc:
+            code = getattr(exc.orig, "args", (None,))[0]
+            if code not in RETRY_CODES or attempt == DEADLOCK_RETRIES:
+                raise
+            # The transaction was rolled back whole; the other writer holds the locks now: let it finish first.
+            time.sleep(random.uniform(0.05, 0.2) * 2**attempt)
+            continue
+        return {"deleted": int(deleted or 0), "inserted": len(out), "overrides_kept": n_kept, "retries": attempt}
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 def read_proposals(engine: Engine, schema: SourceSchema, proposal_date: date | None = None,
