@@ -61,6 +61,7 @@ class SourceReader:
         self._engine: Engine | None = None
         self._lock = threading.Lock()
         self.ok: bool | None = None
+        self._last_reason: str | None = None
 
     @property
     def where(self) -> str:
@@ -82,12 +83,17 @@ class SourceReader:
             self.ok = False
             raise
         except (SQLAlchemyError, OSError) as exc:
-            self.ok = False
+            reason = _reason(exc)
+            # One warning per outage (and per new reason), not one per check: an outage of hours stays readable.
+            level = logging.WARNING if self.ok is not False or reason != self._last_reason else logging.DEBUG
+            self.ok, self._last_reason = False, reason
             with self._lock:  # drop pooled connections: the next read reconnects (e.g. a recreated database)
                 if self._engine is not None:
                     self._engine.dispose()
-            log.warning("source %s: reading %s failed: %s", self.where, what, _reason(exc))
+            log.log(level, "source %s: reading %s failed: %s", self.where, what, reason)
             raise SourceUnavailable(f"source database unreachable while reading {what}") from None
+        if self.ok is False:
+            log.info("source %s: reachable again (reading %s)", self.where, what)
         self.ok = True
         return df
 
