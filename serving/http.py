@@ -104,12 +104,30 @@ class EscapeControls(logging.Filter):
         return True
 
 
+class QuietRefusals(logging.Filter):
+    """Drops BentoML's traceback for a request it refused as invalid (a 4xx): ``Guard`` logs one line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ValidationError):
+            return False
+        code = getattr(getattr(exc, "error_code", None), "value", None)
+        return not (isinstance(code, int) and 400 <= code < 500)
+
+
+BENTOML_ERROR_LOGGER = "bentoml._internal.server.http_app"  # where BentoML logs request exceptions
+
+
 def install_log_escaping() -> None:
-    """Add ``EscapeControls`` to every handler of the root and ``bentoml`` loggers (once)."""
+    """Add ``EscapeControls`` to every handler of the root and ``bentoml`` loggers, and ``QuietRefusals`` to
+    BentoML's request-exception logger (once)."""
     for name in (None, "bentoml"):
         for handler in logging.getLogger(name).handlers:
             if not any(isinstance(f, EscapeControls) for f in handler.filters):
                 handler.addFilter(EscapeControls())
+    quiet = logging.getLogger(BENTOML_ERROR_LOGGER)
+    if not any(isinstance(f, QuietRefusals) for f in quiet.filters):
+        quiet.addFilter(QuietRefusals())
 
 
 def bound_host(argv: list[str] | None = None) -> str | None:
@@ -225,7 +243,7 @@ def complete_openapi(spec: dict[str, Any], models: dict[str, tuple[type[BaseMode
 
 
 class Guard:
-    """ASGI middleware: auth (``hmac.compare_digest``), 413/415, body validation (400), ``X-Model-Version``, the
+    """ASGI middleware: auth (``hmac.compare_digest``), 413/415, 400s in the API's words, ``X-Model-Version``, the
     completed OpenAPI."""
 
     def __init__(self, app, *, token: str | None, max_body: int, api_paths: set[str] | dict,
@@ -237,6 +255,20 @@ class Guard:
         self.version = version
         self.openapi = openapi
         self._spec: bytes | None = None
+
+    @staticmethod
+    async def _answer_400(send, held: list[dict], model: type[BaseModel], body: bytes, path: str, version: bytes,
+                          vh: list) -> None:
+        """BentoML refused the body: say why in the API's words (one log line); any other 400 (the engine's own,
+        already in our words) goes out as it was. Only refused requests pay for this second parse."""
+        try:
+            model.model_validate_json(body)
+        except ValidationError as exc:
+            answer = invalid_body(exc)
+            log.info("400 on %s: %s", path, answer["error"][:300])
+            return await send_json(send, 400, {**answer, "model_version": version.decode() or None}, vh)
+        for msg in held:
+            await send(msg)
 
     def _authorised(self, scope) -> bool:
         if self.token is None:
@@ -283,14 +315,8 @@ class Guard:
             if len(body) > self.max_body:
                 return await send_json(send, 413, {"error": f"body larger than {self.max_body} bytes"}, vh)
         model = self.api_paths[path][0] if isinstance(self.api_paths, dict) else None
-        if model is not None and scope["method"] == "POST":
-            try:  # refused here, in the API's words and one log line, before BentoML logs a traceback for it
-                model.model_validate_json(body)
-            except ValidationError as exc:
-                answer = invalid_body(exc)
-                log.info("400 on %s: %s", path, answer["error"][:300])
-                return await send_json(send, 400, {**answer, "model_version": version.decode() or None}, vh)
         sent = False
+        held: list[dict] = []  # a 400 from BentoML, held until we know whether to say it in our words
 
         async def replay():
             nonlocal sent
@@ -300,8 +326,17 @@ class Guard:
             return await receive()
 
         async def send_with_version(msg):
-            if msg["type"] == "http.response.start" and vh:
-                msg = {**msg, "headers": [*msg.get("headers", []), *vh]}
+            if msg["type"] == "http.response.start":
+                if vh:
+                    msg = {**msg, "headers": [*msg.get("headers", []), *vh]}
+                if msg["status"] == 400 and model is not None:
+                    held.append(msg)
+                    return
+            elif held:
+                held.append(msg)
+                if msg.get("more_body", False):
+                    return
+                return await self._answer_400(send, held, model, body, path, version, vh)
             await send(msg)
 
         await self.app(scope, replay, send_with_version)

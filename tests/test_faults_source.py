@@ -118,6 +118,7 @@ def test_a_hanging_or_refusing_source_gives_503_in_bounded_time_and_recovers(set
         proxy.set("pass")
     took = _recovery(srv, plain)
     assert took <= RECOVER_S, f"{fault}: recovered only after {took:.1f} s"
+    print(f"{fault}: 503 after {detected:.1f} s, recovered {took:.1f} s after the fault ended")  # report figures
     assert "Traceback" not in srv.log_text()
 
 
@@ -129,3 +130,4 @@ def test_a_revoked_user_is_cut_off_within_the_recycle_time(setup):
         conn.execute(text(f"DROP USER '{setup['user']}'@'127.0.0.1'"))
     detected = _outage(srv, plain, with_inv)
     assert detected <= RECYCLE_S + DETECT_S, f"revoked user still reading after {detected:.1f} s"
+    print(f"revoked user: 503 after {detected:.1f} s (pool recycle {RECYCLE_S} s)")
