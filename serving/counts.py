@@ -126,7 +126,7 @@ class CountsCache:
                         return False
                 t0 = time.perf_counter()
                 mark = self.source.inventory_watermark(lo)  # before the read: a change during it re-reads next time
-                confirmed = time.monotonic()
+                self.confirmed_at = time.monotonic()  # the source answers; the full read below may take a while
                 counts, orders = self.source.inventory_since(lo, hi)
                 self._version += 1
                 snap = self._build(counts, orders, lo, hi, mark)
@@ -137,7 +137,8 @@ class CountsCache:
             except (ReplenishError, ValueError, KeyError, TypeError) as exc:  # rows the policy cannot use
                 self._drop(f"the source's latest counts cannot be used: {str(exc).splitlines()[0][:300]}")
                 return False
-            self.snapshot, self.error, self._since_full, self.confirmed_at = snap, None, 0, confirmed
+            self.snapshot, self.error, self._since_full = snap, None, 0
+            self.confirmed_at = time.monotonic()
             log.info("latest counts read: %d counts, %d orders, %s..%s, in %.2f s", len(counts), len(orders), lo, hi,
                      time.perf_counter() - t0)
             return True

@@ -92,7 +92,7 @@ def test_a_slow_source_still_answers(setup):
     srv, proxy = setup["server"], setup["proxy"]
     plain, _ = _bodies(srv)
     assert _post(srv, plain).status_code == 200
-    proxy.delay_s = 0.3
+    proxy.delay_s = 0.1
     proxy.set("delay")
     try:
         time.sleep(3 * TTL_S + 2)  # several checks through the slow link
