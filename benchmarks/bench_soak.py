@@ -91,10 +91,9 @@ def main() -> None:
             w.update(window=i, minute=round((time.monotonic() - t0) / 60, 1), server_rss_mb=round(rss_mb(proc.pid)),
                      load=round(os.getloadavg()[0], 2))
             windows.append(w)
-            if not args.json:
-                print(f"  {w['minute']:5.1f} min: p50 {w['p50_ms']} ms, p99 {w['p99_ms']} ms, max {w['max_ms']} ms, "
-                      f"{w['achieved_rps']} req/s, codes {w['codes']}, server RSS {w['server_rss_mb']} MB, "
-                      f"load {w['load']}", flush=True)
+            print(f"  {w['minute']:5.1f} min: p50 {w['p50_ms']} ms, p99 {w['p99_ms']} ms, max {w['max_ms']} ms, "
+                  f"{w['achieved_rps']} req/s, codes {w['codes']}, server RSS {w['server_rss_mb']} MB, "
+                  f"load {w['load']}", file=sys.stderr if args.json else sys.stdout, flush=True)  # progress
     finally:
         stop(proc)
     fresh, end = windows[0], windows[-1]
