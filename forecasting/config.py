@@ -215,6 +215,8 @@ class ServingConfig(_Section):
     poll_interval_s: float = Field(30.0, ge=0.2)  # registry poll for a moved champion alias (and a retry when down)
     inventory_ttl_s: float = Field(30.0, ge=0.0)  # counts in memory, checked this often (0: per request)
     source_timeout_s: int = Field(3, ge=1, le=60)  # connect timeout of the source at request time
+    source_query_timeout_s: int = Field(5, ge=1, le=300)  # longest wait for one read (handshake, ping, query)
+    source_recycle_s: int = Field(300, ge=10)  # pooled connections re-authenticate this often (a revoked user)
     hourly_lookback_days: int = Field(56, ge=7, le=365)  # hourly shares per store x product x weekday from this
     max_body_bytes: int = Field(262144, ge=1024)  # larger request bodies get a 413
     max_batch_stores: int = Field(100, ge=1)

@@ -53,8 +53,14 @@ def readonly_url(url: str) -> str:
     return f"sqlite:///file:{path}?mode=ro&uri=true"
 
 
-def make_engine(url: str, schema: SourceSchema | None = None, connect_timeout_s: int = 5) -> Engine:
-    """Create an engine; SQLite drops schema qualifiers, MySQL gets a connect timeout and utf8mb4."""
+def make_engine(url: str, schema: SourceSchema | None = None, connect_timeout_s: int = 5, *,
+                read_timeout_s: int = 600, pool_recycle_s: int = 3600) -> Engine:
+    """Create an engine; SQLite drops schema qualifiers, MySQL gets utf8mb4 and bounded waits.
+
+    Why three bounds on MySQL: PyMySQL's ``connect_timeout`` covers only the TCP connect; the handshake, the pool's
+    pre-ping and every query wait for ``read_timeout_s`` (batch jobs keep the long default, the API passes seconds),
+    and ``pool_recycle_s`` re-authenticates pooled connections, so a revoked user is cut off within that time.
+    """
     u = parse_url(url)
     schema = schema or build_schema()
     try:
@@ -80,7 +86,10 @@ def make_engine(url: str, schema: SourceSchema | None = None, connect_timeout_s:
             engine = create_engine(
                 u,
                 pool_pre_ping=True,
-                connect_args={"connect_timeout": connect_timeout_s, "read_timeout": 600, "write_timeout": 600},
+                pool_recycle=pool_recycle_s,
+                pool_timeout=max(connect_timeout_s, 5),
+                connect_args={"connect_timeout": connect_timeout_s, "read_timeout": read_timeout_s,
+                              "write_timeout": read_timeout_s},
             )
     except NoSuchModuleError:
         raise SourceUnavailable(f"no driver for {safe_url(u)}") from None
@@ -99,12 +108,17 @@ def check_connection(engine: Engine) -> None:
 
 
 def ensure_schemas(engine: Engine, schema: SourceSchema) -> None:
-    """On MySQL, create the databases that schema-qualified table names refer to."""
+    """On MySQL, create the databases that schema-qualified table names refer to.
+
+    The names come from configuration (``source.tables``), so they are quoted by the dialect's identifier preparer:
+    a name holding a backtick stays one (odd) database name and cannot append SQL.
+    """
     if engine.dialect.name != "mysql":
         return
+    quote = engine.dialect.identifier_preparer.quote_identifier
     with engine.begin() as conn:
         for name in sorted(_schemas(schema)):
-            conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4"))
+            conn.execute(text(f"CREATE DATABASE IF NOT EXISTS {quote(name)} CHARACTER SET utf8mb4"))
 
 
 def init_db(engine: Engine, schema: SourceSchema) -> list[str]:

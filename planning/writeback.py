@@ -8,16 +8,21 @@ planner's override on a line survives a re-run of the same date (the engine's nu
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 import pandas as pd
 from sqlalchemy import Engine, and_, inspect, select, text
+from sqlalchemy.exc import OperationalError
 
 from forecasting.db import ensure_schemas
 from forecasting.schema import LIFECYCLE_TABLES, SourceSchema
 
 OVERRIDE_COLS = ("planner_qty", "override_reason", "overridden_by", "overridden_at")
+DEADLOCK_RETRIES = 5
+RETRY_CODES = (1213, 1205)  # MySQL/MariaDB: deadlock found, lock wait timeout (the transaction is rolled back)
 
 
 LIFECYCLE_COLS = ("status", "replan_packs", "replan_at")
@@ -91,43 +96,61 @@ def write_proposals(
 
     Only draft lines are rewritten: a store that is approved, released or cancelled keeps its lines, and where the
     engine's new number differs from one of them it is recorded in ``replan_packs`` (an exception for the planner,
-    never a silent change). Overrides on a rewritten line are carried over. ``hook(n)`` runs after each inserted
-    batch (n rows so far): tests use it to fail mid-write.
+    never a silent change). Overrides on a rewritten line are carried over. ``hook(n)`` runs after the delete
+    (n = 0) and after each inserted batch (n rows so far): tests use it to fail mid-write.
+
+    Why a retry: two plans for the same new date on MariaDB both take gap locks with their delete and then block
+    each other's insert; InnoDB rolls one back (deadlock 1213). That one is re-run whole, after the other committed,
+    up to ``DEADLOCK_RETRIES`` times, so both succeed and the last writer's proposal stands.
     """
     ensure_table(engine, schema)
     t = schema["proposals"]
     if not store_ids:
-        return {"deleted": 0, "inserted": 0, "overrides_kept": 0, "held": 0, "held_changed": 0}
+        return {"deleted": 0, "inserted": 0, "overrides_kept": 0, "held": 0, "held_changed": 0, "retries": 0}
     where = and_(t.c.proposal_date == proposal_date, t.c.store_id.in_([int(s) for s in store_ids]))
     stamp = datetime.now(UTC).replace(tzinfo=None)
-    with engine.begin() as conn:
-        old = {(int(r.store_id), int(r.material_id)): r for r in conn.execute(
-            select(t.c.store_id, t.c.material_id, t.c.packs, t.c.status, *[t.c[c] for c in OVERRIDE_COLS])
-            .where(where))}
-        deleted = conn.execute(t.delete().where(where, t.c.status == "draft")).rowcount
-        n_kept = held = changed = 0
-        out = []
-        for r in rows:
-            prev = old.get((r["store_id"], r["material_id"]))
-            if prev is not None and prev.status != "draft":
-                held += 1
-                moved = prev.packs != r["packs"]
-                changed += moved
-                conn.execute(t.update().where(t.c.proposal_date == proposal_date, t.c.store_id == r["store_id"],
-                                              t.c.material_id == r["material_id"])
-                             .values(replan_packs=r["packs"] if moved else None, replan_at=stamp if moved else None))
-                continue
-            if prev is not None and prev.planner_qty is not None:
-                n_kept += 1
-                out.append({**r, **{c: getattr(prev, c) for c in OVERRIDE_COLS}})
-            else:
-                out.append({**r, **dict.fromkeys(OVERRIDE_COLS)})
-        for i in range(0, len(out), batch_size):
-            conn.execute(t.insert(), out[i: i + batch_size])
-            if hook is not None:
-                hook(min(i + batch_size, len(out)))
-    return {"deleted": int(deleted or 0), "inserted": len(out), "overrides_kept": n_kept, "held": held,
-            "held_changed": changed}
+    for attempt in range(DEADLOCK_RETRIES + 1):
+        try:
+            with engine.begin() as conn:
+                old = {(int(r.store_id), int(r.material_id)): r for r in conn.execute(
+                    select(t.c.store_id, t.c.material_id, t.c.packs, t.c.status, *[t.c[c] for c in OVERRIDE_COLS])
+                    .where(where))}
+                deleted = conn.execute(t.delete().where(where, t.c.status == "draft")).rowcount
+                if hook is not None:
+                    hook(0)
+                n_kept = held = changed = 0
+                out = []
+                for r in rows:
+                    prev = old.get((r["store_id"], r["material_id"]))
+                    if prev is not None and prev.status != "draft":
+                        held += 1
+                        moved = prev.packs != r["packs"]
+                        changed += moved
+                        conn.execute(t.update().where(t.c.proposal_date == proposal_date,
+                                                      t.c.store_id == r["store_id"],
+                                                      t.c.material_id == r["material_id"])
+                                     .values(replan_packs=r["packs"] if moved else None,
+                                             replan_at=stamp if moved else None))
+                        continue
+                    if prev is not None and prev.planner_qty is not None:
+                        n_kept += 1
+                        out.append({**r, **{c: getattr(prev, c) for c in OVERRIDE_COLS}})
+                    else:
+                        out.append({**r, **dict.fromkeys(OVERRIDE_COLS)})
+                for i in range(0, len(out), batch_size):
+                    conn.execute(t.insert(), out[i: i + batch_size])
+                    if hook is not None:
+                        hook(min(i + batch_size, len(out)))
+        except OperationalError as exc:
+            code = getattr(exc.orig, "args", (None,))[0]
+            if code not in RETRY_CODES or attempt == DEADLOCK_RETRIES:
+                raise
+            # The transaction was rolled back whole; the other writer holds the locks now: let it finish first.
+            time.sleep(random.uniform(0.05, 0.2) * 2**attempt)
+            continue
+        return {"deleted": int(deleted or 0), "inserted": len(out), "overrides_kept": n_kept, "held": held,
+                "held_changed": changed, "retries": attempt}
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 def read_proposals(engine: Engine, schema: SourceSchema, proposal_date: date | None = None,

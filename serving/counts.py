@@ -80,6 +80,26 @@ class CountsCache:
         self._version = 0
         self._lock = threading.Lock()  # one refresh at a time (the model watcher and the counts thread)
         self._miss_lock = threading.Lock()
+        self.confirmed_at: float | None = None  # monotonic time the source last answered a check
+
+    @property
+    def stale_after_s(self) -> float:
+        """Counts unconfirmed for longer are not served: one check period, plus the longest wait for one read."""
+        s = self.settings.serving
+        return s.inventory_ttl_s + s.source_query_timeout_s + 2.0
+
+    def stale(self) -> str | None:
+        """Why the counts in memory can no longer be trusted (the source stopped answering checks), or None.
+
+        Why on the request path: a source that hangs blocks the checking thread rather than failing it, so the
+        thread cannot drop the counts in time; requests look at the age of the last answer instead.
+        """
+        if self.snapshot is None or self.confirmed_at is None or self.settings.serving.inventory_ttl_s <= 0:
+            return None
+        age = time.monotonic() - self.confirmed_at
+        if age <= self.stale_after_s:
+            return None
+        return f"source database unreachable: no answer to the counts check for {age:.0f} s"
 
     # ------------------------------------------------------------------------------------------------------------
     def refresh(self, state: ServingState, *, also: ServingState | None = None, force: bool = False) -> bool:
@@ -98,12 +118,15 @@ class CountsCache:
             try:
                 snap = self.snapshot
                 if not force and snap is not None and snap.covers(lo, hi) and self._since_full < FULL_EVERY:
-                    if self.source.inventory_watermark(snap.lo) == snap.mark:
+                    same = self.source.inventory_watermark(snap.lo) == snap.mark
+                    self.confirmed_at = time.monotonic()
+                    if same:
                         self._since_full += 1
                         self._warm(snap, state)
                         return False
                 t0 = time.perf_counter()
                 mark = self.source.inventory_watermark(lo)  # before the read: a change during it re-reads next time
+                self.confirmed_at = time.monotonic()  # the source answers; the full read below may take a while
                 counts, orders = self.source.inventory_since(lo, hi)
                 self._version += 1
                 snap = self._build(counts, orders, lo, hi, mark)
@@ -115,6 +138,7 @@ class CountsCache:
                 self._drop(f"the source's latest counts cannot be used: {str(exc).splitlines()[0][:300]}")
                 return False
             self.snapshot, self.error, self._since_full = snap, None, 0
+            self.confirmed_at = time.monotonic()
             log.info("latest counts read: %d counts, %d orders, %s..%s, in %.2f s", len(counts), len(orders), lo, hi,
                      time.perf_counter() - t0)
             return True
@@ -190,6 +214,8 @@ class CountsCache:
         snap = self.snapshot
         if snap is None:
             raise SourceUnavailable(self.error or "the latest counts have not been read yet")
+        if (why := self.stale()) is not None:
+            raise SourceUnavailable(why)
         lookback = self.settings.replenishment.counts.lookback_days
         if not snap.covers(wd.order_date - timedelta(days=1 + lookback), wd.order_date - timedelta(days=1)):
             raise SourceUnavailable(f"the latest counts in memory do not cover order date {wd.order_date} yet")

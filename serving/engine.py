@@ -234,6 +234,7 @@ class Engine:
     state: ServingState | None = None
     last_error: str | None = None
     last_poll_at: str | None = None
+    refused: dict[str, str] = field(default_factory=dict)  # model version -> why it was refused at load
     counts: CountsCache | None = None  # every store's latest counts (None: built from source and settings)
     _answers: dict[tuple, bytes] = field(default_factory=dict)  # serialised answers from the counts in memory
     _answers_of: tuple = ()  # the (model load, counts read) they were computed from
@@ -418,6 +419,8 @@ class Engine:
         st, snap = self.state, self.counts.snapshot
         if req.inventory is not None or st is None or snap is None or self.settings.serving.inventory_ttl_s <= 0:
             return None
+        if self.counts.stale() is not None:  # the source stopped answering: never answer from unconfirmed counts
+            return None
         token, _ = self.decisions(req.store_id, req.order_date)
         return self._answers.get((st.cache_key, snap.version, req.store_id, req.order_date, req.service_level, token))
 
@@ -506,9 +509,11 @@ class Engine:
     def status(self) -> StatusResponse:
         st = self.state
         snap = self.counts.snapshot
+        stale = self.counts.stale()
         base = dict(ready=st is not None, last_poll_at=self.last_poll_at, last_error=self.last_error,
-                    source_ok=self.source.ok, counts_read_at=snap.read_at if snap else None,
-                    counts_error=self.counts.error)
+                    source_ok=False if stale else self.source.ok,
+                    counts_read_at=snap.read_at if snap and not stale else None,
+                    counts_error=stale or self.counts.error, refused_versions=dict(self.refused))
         if st is None:
             return StatusResponse(**base)
         days = sorted(st.windows)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -28,6 +29,23 @@ from serving.source import SourceReader
 log = logging.getLogger("bentoml.replenishment.lifecycle")
 MLMODEL_DIR = "mlflow_model"  # inside a BentoML model: the MLflow model files
 CACHE_DIR = "forecasts"  # inside a BentoML model: a forecast cache root (<version>/<data date>/)
+
+
+_REFUSED: list = []
+
+
+def refused_counter():
+    """``replenishment_model_refused_total{model_version}``, created on first use.
+
+    Why lazily: BentoML sets ``PROMETHEUS_MULTIPROC_DIR`` in the worker after the service module is imported, and a
+    metric created before that is invisible on ``/metrics``.
+    """
+    if not _REFUSED:
+        from prometheus_client import Counter
+
+        _REFUSED.append(Counter("replenishment_model_refused", "Model versions refused at load (validation failed)",
+                                ["model_version"]))
+    return _REFUSED[0]
 
 
 def model_label(version: int | str) -> str:
@@ -76,22 +94,68 @@ def mlflow_champion(settings: Settings) -> ModelRef:
     return ModelRef(model_label(mv.version), "mlflow", str(cache_root(settings)), f"models:/{name}/{mv.version}")
 
 
-def check_loadable(ref: ModelRef, settings: Settings) -> None:
-    """A registry model must be loadable (its MLmodel file is read) before its forecasts are served."""
-    if ref.source != "mlflow" or ref.uri is None:
-        return
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
+
+
+def model_dir(ref: ModelRef, settings: Settings, tmp: str) -> Path | None:
+    """A local folder with the candidate's MLflow model files (downloaded from the registry into ``tmp``)."""
+    if ref.source == "bentoml":
+        local = Path(ref.cache_root).parent / MLMODEL_DIR
+        return local if (local / "MLmodel").exists() else None
+    if ref.uri is None:
+        return None
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     from training.tracking import resolve_tracking_uri
 
     uri, _ = resolve_tracking_uri(settings.mlflow.tracking_uri)
     mlflow.set_registry_uri(uri)
     mlflow.set_tracking_uri(uri)
-    try:
-        mlflow.models.get_model_info(ref.uri)
-    except (MlflowException, OSError) as exc:
-        raise DataError(f"{ref.uri} cannot be loaded: {str(exc).splitlines()[0]}") from None
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=tmp))
+
+
+def check_loadable(ref: ModelRef, settings: Settings) -> None:
+    """Load the candidate as the batch job would and predict its own input example; raise DataError saying why not.
+
+    Why load and predict rather than read metadata: a corrupt ``MLmodel``, a truncated pickle or a model whose
+    predictions are NaN all pass a metadata check and would be served. Runs in the watcher thread (off the request
+    path); every failure, whatever its type, becomes a one-line reason.
+    """
+    import os
+    import tempfile
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in the service log
+    with tempfile.TemporaryDirectory(prefix="replenish-validate-") as tmp:
+        try:
+            local = model_dir(ref, settings, tmp)
+            if local is None:
+                return
+            import mlflow
+            import numpy as np
+            import pandas as pd
+            from mlflow.models import Model
+
+            model = mlflow.pyfunc.load_model(str(local))
+            example = Model.load(str(local)).load_input_example(str(local))
+        except Exception as exc:  # noqa: BLE001 - anything a broken model raises is a refusal, never a crash
+            raise DataError(f"{ref.uri} cannot be loaded: {_first_line(exc)}") from None
+        if example is None or len(example) == 0:
+            raise DataError(f"{ref.uri} has no input example to validate it on")
+        try:
+            out = pd.DataFrame(model.predict(example))
+        except Exception as exc:  # noqa: BLE001
+            raise DataError(f"{ref.uri} fails to predict its input example: {_first_line(exc)}") from None
+        num = out.select_dtypes("number").drop(columns=["store_id", "product_id"], errors="ignore")
+        if len(out) != len(example) or "mean" not in num:
+            raise DataError(f"{ref.uri} predicts {len(out)} rows without a numeric 'mean' for the "
+                            f"{len(example)} rows of its input example")
+        values = num.to_numpy(float)
+        if not np.isfinite(values).all() or (values < 0).any():
+            bad = int((~np.isfinite(values) | (values < 0)).any(axis=1).sum())
+            raise DataError(f"{ref.uri} predicts non-finite or negative demand on {bad} of {len(out)} rows of its "
+                            "input example")
 
 
 def bentoml_model(settings: Settings) -> ModelRef:
@@ -114,10 +178,15 @@ class ModelWatcher:
 
     engine: Engine
     settings: Settings
-    _failed: dict[tuple, str] = field(default_factory=dict)
+    _failed: dict[tuple, tuple[str, float]] = field(default_factory=dict)  # key -> (reason, when refused)
     counts: CountsWatcher | None = None  # started with the poll when the counts are kept in memory
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+
+    @property
+    def retry_refused_s(self) -> float:
+        """A refused version is tried again after this long (a registry hiccup must not refuse it for good)."""
+        return max(60.0, 20 * self.settings.serving.poll_interval_s)
 
     def resolve(self) -> ModelRef:
         how = self.settings.serving.model_source
@@ -135,7 +204,15 @@ class ModelWatcher:
                 raise first from None
 
     def poll_once(self) -> bool:
-        """One step; True when a new state was installed."""
+        """One step; True when a new state was installed. Never raises: the watcher must outlive any fault."""
+        try:
+            return self._poll()
+        except Exception as exc:  # noqa: BLE001 - e.g. an unreadable cache folder; the next poll tries again
+            self._note(f"model watcher: {_first_line(exc)}"
+                       + (f"; still serving {self.engine.state.model_version}" if self.engine.state else ""))
+            return False
+
+    def _poll(self) -> bool:
         self.engine.last_poll_at = datetime.now(UTC).isoformat(timespec="seconds")
         try:
             ref = self.resolve()
@@ -152,21 +229,27 @@ class ModelWatcher:
         key = (ref.version, ref.source, day, path.stat().st_mtime if path.exists() else 0.0)
         if st is not None and st.cache_key == key:
             return False
-        if key in self._failed:
-            self.engine.last_error = self._failed[key]
+        failed = self._failed.get(key)
+        if failed is not None and time.monotonic() - failed[1] < self.retry_refused_s:
+            self.engine.last_error = failed[0]
             return False
         try:
             state = self.load(ref, day, key)
         except SourceUnavailable as exc:  # transient: retried on the next poll
             self._note(f"model {ref.version}: {exc}")
             return False
-        except (ReplenishError, ValueError, KeyError, OSError) as exc:
-            msg = f"model {ref.version} (data date {day}) rejected: {exc}" + (
+        except Exception as exc:  # noqa: BLE001 - whatever a bad version raises, it is refused, never fatal
+            reason = str(exc) if isinstance(exc, ReplenishError) else _first_line(exc)
+            msg = f"model {ref.version} (data date {day}) rejected: {reason}" + (
                 f"; still serving {st.model_version}" if st else "")
-            self._failed[key] = msg
+            self._failed[key] = (msg, time.monotonic())
+            self.engine.refused[ref.version] = reason
+            refused_counter().labels(model_version=ref.version).inc()
             self._note(msg)
             return False
         self.engine.swap(state)
+        self._failed.pop(key, None)
+        self.engine.refused.pop(ref.version, None)
         log.info("serving model %s (%s) data date %s: %d order dates, loaded in %.1f s", state.model_version,
                  state.model_source, state.data_date, len(state.windows), state.load_seconds)
         return True
@@ -191,7 +274,10 @@ class ModelWatcher:
     def start(self) -> None:
         def loop() -> None:
             while not self._stop.is_set():
-                self.poll_once()
+                try:
+                    self.poll_once()
+                except Exception as exc:  # noqa: BLE001 - last resort: even a logging fault must not end it
+                    log.error("model watcher step failed: %s", _first_line(exc))
                 self._stop.wait(self.settings.serving.poll_interval_s)
 
         self._thread = threading.Thread(target=loop, name="model-watcher", daemon=True)
@@ -212,7 +298,9 @@ class ModelWatcher:
 def start(settings: Settings) -> tuple[Engine, ModelWatcher]:
     """An engine with its watcher running (the first load happens in the background; /readyz waits for it)."""
     s = settings.serving
-    engine = Engine(settings, SourceReader(source_url(settings), settings.source.tables, s.source_timeout_s))
+    source = SourceReader(source_url(settings), settings.source.tables, s.source_timeout_s,
+                          s.source_query_timeout_s, s.source_recycle_s)
+    engine = Engine(settings, source)
     watcher = ModelWatcher(engine, settings)
     watcher.start()
     return engine, watcher

@@ -262,6 +262,9 @@ class StatusResponse(BaseModel):
                                    None, default=None)
     hourly_available: bool = doc("Whether forecasts can be split by hour (the request's hourly flag).", True,
                                  default=False)
+    refused_versions: dict[str, str] = Field(
+        default_factory=dict, description="Model versions refused at load, each with why (the previous model kept "
+        "serving).", examples=[{"v4": "predicts NaN on its input example"}])
 
 
 class StatusRequest(_Req):

@@ -9,7 +9,9 @@ probe the type, then ``model_dump_json``), and the OpenAPI schema still comes fr
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 
 import anyio.to_thread
 import bentoml
@@ -20,7 +22,15 @@ from forecasting.version import package_version
 from planning.workbench.app import create_app
 from serving import lifecycle
 from serving.engine import ServingError
-from serving.http import Guard, complete_openapi
+from serving.http import (
+    Guard,
+    bound_host,
+    complete_openapi,
+    install_log_escaping,
+    open_without_token,
+    release_request_timers,
+    serve_host,
+)
 from serving.schemas import (
     BatchRequest,
     BatchResponse,
@@ -33,6 +43,10 @@ from serving.schemas import (
 )
 
 SETTINGS = load_settings()
+if (_OPEN := open_without_token(serve_host(), os.environ.get(SETTINGS.serving.token_env))) is not None:
+    print(f"error: {_OPEN}", file=sys.stderr)  # noqa: T201 - one line, then no server at all
+    raise SystemExit(2)
+release_request_timers()  # before BentoML builds the app: no request's objects outlive it by 60 s
 API_PATHS = {  # route -> (request model, response model), for the guard and the published OpenAPI
     "/replenishment": (ReplenishmentRequest, ReplenishmentResponse),
     "/replenishment/batch": (BatchRequest, BatchResponse),
@@ -62,6 +76,10 @@ class Replenishment:
     """Order quantities and demand forecasts for Luckin Coffee USA stores, from the champion's cached forecasts."""
 
     def __init__(self) -> None:
+        install_log_escaping()
+        if (why := open_without_token(bound_host(), os.environ.get(SETTINGS.serving.token_env))) is not None:
+            logging.getLogger("bentoml.replenishment").error("%s", why)
+            raise SystemExit(2)  # a built Bento binds 0.0.0.0 unless told otherwise: never serve it open
         self.engine, self.watcher = lifecycle.start(SETTINGS)
         _ACTIVE["engine"] = self.engine
 

@@ -45,15 +45,23 @@ def _reason(exc: BaseException) -> str:
 
 
 class SourceReader:
-    """Thread-safe, lazily connected reader; ``ok`` tells whether the last read succeeded."""
+    """Thread-safe, lazily connected reader; ``ok`` tells whether the last read succeeded.
 
-    def __init__(self, url: str, tables: dict[str, str] | None = None, timeout_s: int = 3) -> None:
+    Every wait is bounded: the connect by ``timeout_s``, the handshake, the pool's pre-ping and each read by
+    ``query_timeout_s``; pooled connections are re-authenticated every ``recycle_s``.
+    """
+
+    def __init__(self, url: str, tables: dict[str, str] | None = None, timeout_s: int = 3,
+                 query_timeout_s: int = 5, recycle_s: int = 300) -> None:
         self.url = url
         self.schema: SourceSchema = build_schema(tables)
         self.timeout_s = timeout_s
+        self.query_timeout_s = query_timeout_s  # every read, handshake and ping: a hanging source is an error
+        self.recycle_s = recycle_s
         self._engine: Engine | None = None
         self._lock = threading.Lock()
         self.ok: bool | None = None
+        self._last_reason: str | None = None
 
     @property
     def where(self) -> str:
@@ -62,7 +70,8 @@ class SourceReader:
     def _get_engine(self) -> Engine:
         with self._lock:
             if self._engine is None:
-                self._engine = make_engine(self.url, self.schema, self.timeout_s)
+                self._engine = make_engine(self.url, self.schema, self.timeout_s,
+                                           read_timeout_s=self.query_timeout_s, pool_recycle_s=self.recycle_s)
             return self._engine
 
     def _read(self, stmt, what: str) -> pd.DataFrame:
@@ -74,12 +83,17 @@ class SourceReader:
             self.ok = False
             raise
         except (SQLAlchemyError, OSError) as exc:
-            self.ok = False
+            reason = _reason(exc)
+            # One warning per outage (and per new reason), not one per check: an outage of hours stays readable.
+            level = logging.WARNING if self.ok is not False or reason != self._last_reason else logging.DEBUG
+            self.ok, self._last_reason = False, reason
             with self._lock:  # drop pooled connections: the next read reconnects (e.g. a recreated database)
                 if self._engine is not None:
                     self._engine.dispose()
-            log.warning("source %s: reading %s failed: %s", self.where, what, _reason(exc))
+            log.log(level, "source %s: reading %s failed: %s", self.where, what, reason)
             raise SourceUnavailable(f"source database unreachable while reading {what}") from None
+        if self.ok is False:
+            log.info("source %s: reachable again (reading %s)", self.where, what)
         self.ok = True
         return df
 
