@@ -29,9 +29,11 @@ from forecasting import uncertainty as unc
 from forecasting.config import TrainingConfig
 from forecasting.errors import DataError
 from forecasting.metrics import score, wape_by
-from training.blend import CANDIDATES, Weights, apply_weights, learn_weights
-from training.data import SEGMENTS, ModelFrame, SegmentRule, segment_series
-from training.models import LGBMModel, StatsModels, future_frame, same_weekday_mean
+from training.blend import CANDIDATES, Weights, learn_weights, window_loss, window_table
+from training.blend import dispersion as window_dispersion
+from training.data import SEGMENTS, ModelFrame, SegmentRule
+from training.forecaster import active_series, assemble, final_mean
+from training.models import LGBMModel, StatsModels, future_frame
 from training.source import EvalSources
 
 MIN_TRAIN_DAYS = 35
@@ -157,7 +159,7 @@ class Backtester:
 
     @property
     def models(self) -> list[str]:
-        names = ["lightgbm", self.rule_name]
+        names = ["lightgbm", self.rule_name, "window_mean"]
         if self.with_stats:
             names += ["seasonal_naive", "croston"]
             if self.cfg.run_ets:
@@ -175,31 +177,28 @@ class Backtester:
         train = frame.until(cutoff)
         if train.df.empty or (cutoff - train.df["ds"].min()).days + 1 < MIN_TRAIN_DAYS:
             raise DataError(f"too little history before {cutoff.date()}: need {MIN_TRAIN_DAYS} days")
-        last = train.df.groupby("unique_id")["ds"].max()
-        ids = last.index[last == cutoff].tolist()
+        ids = active_series(train.df, cutoff, self.cfg.dead_days)  # dead items are neither forecast nor scored
         if not ids:
             raise DataError(f"no series has data on {cutoff.date()}")
         t0 = time.perf_counter()
         lg = LGBMModel(self.params, self.cfg.lags, self.cfg.strategy, h, self.cfg.num_threads, self.cfg.seed,
                        self.cfg.month_lags, self.cfg.month_lag_levels)
         lg.fit(train)
-        out = lg.predict(h, future_frame(train, ids, h, frame.df), ids)
+        lgp = lg.predict(h, future_frame(train, ids, h), ids)  # the one future builder, as the batch forecast
         self.lgbm_[cutoff] = lg
         t1 = time.perf_counter()
         self.timings["lightgbm"] += t1 - t0
-        rule = same_weekday_mean(train, ids, h).rename(columns={"incumbent": self.rule_name})
-        out = out.merge(rule, on=["unique_id", "ds"])
+        st = None
         if self.with_stats:
             st = StatsModels(7, self.cfg.ets_model, self.cfg.run_ets).fit(train).predict(h, ids)
-            out = out.merge(st, on=["unique_id", "ds"])
-            if "auto_ets" in out:
-                out["ensemble"] = 0.5 * (out["lightgbm"] + out["auto_ets"])
             self.timings["stats"] += time.perf_counter() - t1
-        cols = ["unique_id", "ds", "y", "censored", "store_id", "product_id"]
+        out = assemble(train, ids, h, self.cfg, lgp, st)  # the components as the registered model puts them
+        if "auto_ets" not in out:
+            out = out.drop(columns=["ensemble"], errors="ignore")
+        cols = ["unique_id", "ds", "y", "y_filled", "censored"]
         out = out.merge(frame.df[cols], on=["unique_id", "ds"], how="inner")
         out["cutoff"] = cutoff
         out["horizon"] = (out["ds"] - cutoff).dt.days
-        out["segment"] = out["unique_id"].map(segment_series(train.df, rule=self.rule)).fillna("fast")
         truth = self.sources.truth
         if truth is not None:
             t = truth.rename(columns={"expected_qty": "oracle"})[["store_id", "product_id", "ds", "oracle"]]
@@ -212,12 +211,13 @@ class Backtester:
     def cutoffs(self, frame: ModelFrame, origins: int, step: int, h: int) -> list[pd.Timestamp]:
         last = frame.last_date
         cuts = [last - pd.Timedelta(days=h + step * k) for k in range(origins - 1, -1, -1)]
-        first_needed = cuts[0] - pd.Timedelta(days=h * self.cfg.calib_windows)
+        n_inner = max(self.cfg.calib_windows, self.cfg.blend_windows)
+        first_needed = cuts[0] - pd.Timedelta(days=h * n_inner)
         if (first_needed - frame.df["ds"].min()).days + 1 < MIN_TRAIN_DAYS:
             days = (last - frame.df["ds"].min()).days + 1
             raise DataError(
                 f"{days} days of history are too few for {origins} origins x {step} days step, horizon {h} "
-                f"and {self.cfg.calib_windows} calibration window(s): reduce --origins/--horizon"
+                f"and {n_inner} inner windows before the first origin: reduce --origins/--horizon"
             )
         return cuts
 
@@ -231,30 +231,46 @@ class Backtester:
         models = self.models
         cands = self.candidates
         n_inner = max(self.cfg.calib_windows, self.cfg.blend_windows)
-        outer, by_origin = [], {}
+        outer, by_origin, reports = [], {}, {}
         for i, c in enumerate(cuts):
             inner = [self.forecast_at(frame, c - pd.Timedelta(days=h * k), h) for k in range(1, n_inner + 1)]
-            weights = learn_weights(pd.concat(inner[: self.cfg.blend_windows]), cands, SEGMENTS)
+            report: dict[str, Any] = {}
+            weights = self.learn(pd.concat(inner[: self.cfg.blend_windows]), cands, report)
             by_origin[str(c.date())] = weights
+            reports[str(c.date())] = report
             # the calibration windows lie before the origin too; their "final" uses the same weights (in sample
             # for the weights, out of sample for every model): enough to fit its dispersion
             cal = pd.concat(inner[: self.cfg.calib_windows])
-            cal = cal.assign(final=apply_weights(cal, weights))
+            cal = cal.assign(final=final_mean(cal, weights))
             params = fit_uncertainty(cal, [*models, "final"])
             cur = self.forecast_at(frame, c, h)
-            cur = cur.assign(final=apply_weights(cur, weights))
+            cur = cur.assign(final=final_mean(cur, weights))
             outer.append(add_intervals(cur, params, self.cfg.quantiles, self.cfg.seed + i))
         preds = pd.concat(outer, ignore_index=True)
         final_unc = fit_uncertainty(preds, [*models, "final"])
-        final_weights = learn_weights(preds, cands, SEGMENTS)
+        final_weights = self.learn(preds, cands) if len(cuts) >= 3 else by_origin[str(cuts[-1].date())]
         metrics, final = self.summarize(frame, preds, models, h)
         metrics.update(origins=[str(c.date()) for c in cuts], horizon=h, step_days=step)
+        sel = self.cfg.selection
         metrics["blend"] = {"candidates": cands, "windows": self.cfg.blend_windows, "by_origin": by_origin,
-                            "final_weights": final_weights}
+                            "final_weights": final_weights, "selection": reports,
+                            "loss": f"scaled pinball of {sel.window_days}-day window totals at "
+                                    f"{sel.service_levels}, bias guard {sel.max_bias:.0%}"}
         if "oracle" in models:
             metrics["oracle_missing_rows"] = self.oracle_missing
         return BacktestResult(preds, metrics, models, final, final_unc, cuts, self.lgbm_.get(cuts[-1]), self.timings,
                               final_weights)
+
+    def learn(self, rows: pd.DataFrame, cands: list[str], report: dict | None = None) -> Weights:
+        """The final blend's weights from out-of-sample rows (``training.blend.learn_weights`` with
+        ``training.selection``); a forced single model needs none."""
+        if len(cands) == 1:
+            return {"all": {cands[0]: 1.0}}
+        sel = self.cfg.selection
+        return learn_weights(rows, cands, SEGMENTS, window_days=sel.window_days, levels=sel.service_levels,
+                             tolerance=sel.tolerance, power=sel.power, max_bias=sel.max_bias,
+                             shrink_windows=sel.shrink_windows, min_cutoffs=min(3, self.cfg.blend_windows),
+                             report=report)
 
     @property
     def candidates(self) -> list[str]:
@@ -279,6 +295,10 @@ class Backtester:
             seg: score(main[main["segment"] == seg], scored) for seg in SEGMENTS if (main["segment"] == seg).any()
         }
         res["by_horizon"] = wape_by(main, scored, "horizon")
+        win = window_table(preds, scored, self.cfg.selection.window_days)
+        for m in scored:  # the selection loss on the scored origins (every day, latent demand): what promote reads
+            spl, bias = window_loss(win, m, window_dispersion(preds, m), self.cfg.selection.service_levels)
+            res["models"][m].update(window_spl=spl, window_bias=bias)
         cens = preds[preds["censored"]]
         res["censored"] = {"n": int(len(cens)), "note": "scored against observed sales (a lower bound)",
                            "models": score(cens, scored) if len(cens) else {}}
