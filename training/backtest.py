@@ -313,3 +313,29 @@ class Backtester:
                 if len(both):
                     res["material"]["vs_incumbent_records"] = score(both, [*point, "incumbent_records"])
         return res, final
+
+
+def selection_loss(rows: pd.DataFrame, model: str, sel) -> float:
+    """The selection loss of one model on out-of-sample rows (``training.selection``): what tuning minimises."""
+    win = window_table(rows, [model], sel.window_days)
+    return window_loss(win, model, window_dispersion(rows, model), sel.service_levels)[0]
+
+
+def per_series(preds: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """One row per series x model over every scored origin: units actual and forecast, absolute error, WAPE, bias,
+    censored days: where a model loses, series by series (written as Parquet and logged with the run)."""
+    rows = preds
+    keys = ["unique_id", "store_id", "product_id", "segment"]
+    base = rows.groupby(keys, as_index=False).agg(days=("ds", "size"), censored_days=("censored", "sum"),
+                                                  actual_units=("y", "sum"))
+    parts = []
+    for m in models:
+        e = rows[m] - rows["y"]
+        g = rows.assign(_abs=e.abs(), _err=e).groupby("unique_id").agg(
+            forecast_units=(m, "sum"), abs_error=("_abs", "sum"), error=("_err", "sum"))
+        part = base.merge(g, left_on="unique_id", right_index=True).assign(model=m)
+        denom = part["actual_units"].where(part["actual_units"] > 0)
+        part["wape"] = part["abs_error"] / denom
+        part["bias"] = part["error"] / denom
+        parts.append(part.drop(columns=["error"]))
+    return pd.concat(parts, ignore_index=True)

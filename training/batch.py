@@ -122,8 +122,21 @@ def forecast_from(forecaster: DemandForecaster, frame: ModelFrame, h: int | None
             return StatsModels(7, cfg.ets_model, use_ets).fit(fr).predict(hh, sids)
     lg = lgbm_part(forecaster.lgbm_, frame, h, ids) if forecaster.lgbm_ is not None else None
     st = stats_part(frame, h, ids, forecaster.stats_.use_ets) if forecaster.stats_ is not None else None
-    out = forecaster.forecast(frame, h, lg, st, ids)
-    return contract(out, frame.last_date, cfg.quantiles)
+    return contract(forecaster.forecast(frame, h, lg, st, ids), frame.last_date, cfg.quantiles)
+
+
+def forecast_means(forecaster: DemandForecaster, frame: ModelFrame, h: int | None = None) -> pd.DataFrame:
+    """``unique_id, ds, segment, store_id, product_id, mean`` of ``forecast_from`` before the uncertainty: what the
+    replay (``planning/simulate.py``) takes from the registered predict path and fits its own dispersion to."""
+    out = forecast_from(forecaster, frame, h)
+    out = out.rename(columns={"date": "ds"})
+    out["unique_id"] = out["store_id"].astype(str) + "_" + out["product_id"].astype(str)
+    calib = getattr(forecaster, "calibration", None)
+    if calib is not None:  # the replay applies its own calibration: undo the model's level factor
+        from training.calibration import factor_arrays
+
+        out["mean"] = out["mean"] / factor_arrays(calib.factors, out["product_id"])[0]
+    return out[["unique_id", "ds", "segment", "store_id", "product_id", "mean"]]
 
 
 def contract(rows: pd.DataFrame, last_date: pd.Timestamp, quantiles: list[float]) -> pd.DataFrame:

@@ -1,6 +1,8 @@
-"""``replenish tune``: Optuna (seeded TPE + median pruner) over LightGBM parameters, scored by backtest WAPE.
+"""``replenish tune``: Optuna (seeded TPE + median pruner) over LightGBM parameters, scored by the selection loss.
 
-Each trial walks the tuning origins oldest first and reports the running WAPE after each, so the pruner stops weak
+The objective is the one the final blend and ``promote`` use (``training.blend``: scaled pinball of protection-window
+totals at the policy's service levels, ``training.selection``), not WAPE, which rewards under-forecasting. Each trial
+walks the tuning origins oldest first and reports the running loss after each, so the pruner stops weak
 trials early. Only LightGBM is fitted (no baselines, no calibration): tuning targets the point forecast.
 
 Why the origins sit before the backtest's: parameters chosen on the windows the backtest later scores would make the
@@ -24,7 +26,7 @@ import yaml
 from forecasting.config import Settings, resolve_path
 from forecasting.errors import DataError
 from training import tracking
-from training.backtest import MIN_TRAIN_DAYS, Backtester, lgbm_params
+from training.backtest import MIN_TRAIN_DAYS, Backtester, lgbm_params, selection_loss
 from training.data import ModelFrame
 from training.pipeline import Progress, read_tuned
 
@@ -84,23 +86,20 @@ def tune_job(
     def objective(trial: optuna.Trial) -> float:
         params = {**base, **suggest(trial)}
         bt = Backtester(cfg, params, with_stats=False)
-        abs_err = total = 0.0
+        seen = []
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
             mlflow.log_params(params)
             for i, c in enumerate(cuts):
-                p = bt.forecast_at(frame, c, h)
-                p = p[~p["censored"]]
-                abs_err += float((p["lightgbm"] - p["y"]).abs().sum())
-                total += float(p["y"].sum())
-                wape = abs_err / total if total > 0 else float("nan")
-                mlflow.log_metric("wape", wape, step=i)
-                trial.report(wape, i)
+                seen.append(bt.forecast_at(frame, c, h))
+                loss = selection_loss(pd.concat(seen, ignore_index=True), "lightgbm", cfg.selection)
+                mlflow.log_metric("window_spl", loss, step=i)
+                trial.report(loss, i)
                 if trial.should_prune():
                     mlflow.set_tag("pruned", "true")
                     raise optuna.TrialPruned()
             if progress:
-                progress(f"trial {trial.number}: WAPE {wape:.4f}")
-        return wape
+                progress(f"trial {trial.number}: window pinball loss {loss:.4f}")
+        return loss
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
@@ -120,12 +119,12 @@ def tune_job(
         baseline = float(study.trials[0].value) if study.trials[0].value is not None else float("inf")
         best = {k: (int(v) if isinstance(v, (int, np.integer)) else float(v)) for k, v in study.best_params.items()}
         improved = study.best_value <= baseline * (1 - tcfg.min_rel_improvement)
-        mlflow.log_metrics({"best_wape": study.best_value, "current_wape": baseline})
+        mlflow.log_metrics({"best_window_spl": study.best_value, "current_window_spl": baseline})
         mlflow.set_tag("written", str(improved).lower())
         mlflow.log_dict(best, "tuned_lgbm.json")
     if improved:
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-        doc = {"lgbm": best, "best_wape": float(study.best_value), "current_wape": baseline,
+        doc = {"lgbm": best, "best_window_spl": float(study.best_value), "current_window_spl": baseline,
                "trials": len(study.trials), "origins": [str(c.date()) for c in cuts], "horizon": h}
         tmp = Path(out_path).with_suffix(".tmp")
         tmp.write_text(
