@@ -233,6 +233,9 @@ class TrainingConfig(_Section):
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     sparse: SparseConfig = Field(default_factory=SparseConfig)
     dead_days: int = Field(28, ge=1)  # no sale in the last dead_days days: a dead item, neither forecast nor scored
+    # a second LightGBM candidate with these month lags (``lightgbm_month``), weighed by the selection on inner
+    # windows like every candidate; [] = off (also off when month_lags already gives the main model month lags)
+    month_candidate: list[Annotated[int, Field(ge=1, le=12)]] = Field(default_factory=lambda: [1, 2, 3])
 
 
 class ServingConfig(_Section):

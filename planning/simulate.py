@@ -792,7 +792,7 @@ def run_simulation(
     if {"ours", "seasonal_naive"} & set(policies):
         from training.pipeline import load_frame
 
-        frame = load_frame(features_dir or settings.features.out_dir)
+        frame = load_frame(features_dir or settings.features.out_dir, settings.training)
         if frame.last_date < pd.Timestamp(end - timedelta(days=1)):
             raise DataError(f"the feature store ends on {frame.last_date.date()}: build features through {end}")
     prebuilt: dict[str, Any] = {}

@@ -32,7 +32,7 @@ from forecasting.metrics import score, wape_by
 from training.blend import CANDIDATES, Weights, learn_weights, window_loss, window_table
 from training.blend import dispersion as window_dispersion
 from training.data import SEGMENTS, ModelFrame, SegmentRule
-from training.forecaster import active_series, assemble, final_mean
+from training.forecaster import active_series, assemble, final_mean, merge_parts, month_model
 from training.models import LGBMModel, StatsModels, future_frame
 from training.source import EvalSources
 
@@ -160,6 +160,8 @@ class Backtester:
     @property
     def models(self) -> list[str]:
         names = ["lightgbm", self.rule_name, "window_mean"]
+        if self.with_stats and month_model(self.cfg, self.params, getattr(self, "h", self.cfg.horizon)) is not None:
+            names.insert(1, "lightgbm_month")
         if self.with_stats:
             names += ["seasonal_naive", "croston"]
             if self.cfg.run_ets:
@@ -184,7 +186,11 @@ class Backtester:
         lg = LGBMModel(self.params, self.cfg.lags, self.cfg.strategy, h, self.cfg.num_threads, self.cfg.seed,
                        self.cfg.month_lags, self.cfg.month_lag_levels)
         lg.fit(train)
-        lgp = lg.predict(h, future_frame(train, ids, h), ids)  # the one future builder, as the batch forecast
+        fut = future_frame(train, ids, h)  # the one future builder, as the batch forecast
+        lgp = lg.predict(h, fut, ids)
+        month = month_model(self.cfg, self.params, h) if self.with_stats else None  # tuning: LightGBM alone
+        if month is not None:
+            lgp = merge_parts(lgp, month.fit(train).predict(h, fut, ids))
         self.lgbm_[cutoff] = lg
         t1 = time.perf_counter()
         self.timings["lightgbm"] += t1 - t0
@@ -227,6 +233,7 @@ class Backtester:
         origins = origins or self.cfg.origins
         step = step or self.cfg.step_days
         h = horizon or self.cfg.horizon
+        self.h = h
         cuts = self.cutoffs(frame, origins, step, h)
         models = self.models
         cands = self.candidates

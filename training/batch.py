@@ -24,7 +24,7 @@ from forecasting.errors import DataError
 from forecasting.forecast_cache import write_cache
 from training.calibration import WindowCalibration
 from training.data import ModelFrame
-from training.forecaster import DemandForecaster, active_series, attach_uncertainty
+from training.forecaster import DemandForecaster, active_series, attach_uncertainty, merge_parts
 from training.models import LGBMModel, StatsModels, future_frame
 
 NEW_DF_DAYS = 120  # history handed to the fitted trees: the longest lag/rolling feature needs 35 days; EWM decays
@@ -121,6 +121,8 @@ def forecast_from(forecaster: DemandForecaster, frame: ModelFrame, h: int | None
         def stats_part(fr: ModelFrame, hh: int, sids: list[str], use_ets: bool) -> pd.DataFrame:
             return StatsModels(7, cfg.ets_model, use_ets).fit(fr).predict(hh, sids)
     lg = lgbm_part(forecaster.lgbm_, frame, h, ids) if forecaster.lgbm_ is not None else None
+    month = getattr(forecaster, "lgbm_month_", None)
+    lg = merge_parts(lg, _lgbm_local(month, frame, h, ids) if month is not None else None)
     st = stats_part(frame, h, ids, forecaster.stats_.use_ets) if forecaster.stats_ is not None else None
     return contract(forecaster.forecast(frame, h, lg, st, ids), frame.last_date, cfg.quantiles)
 
@@ -169,7 +171,7 @@ def frame_through(
     """The feature store's model frame cut at ``data_date`` (default: its last day); DataError when it cannot be."""
     from training.pipeline import load_frame
 
-    frame = load_frame(features_dir or settings.features.out_dir)
+    frame = load_frame(features_dir or settings.features.out_dir, settings.training)
     last = frame.last_date.date()
     day = data_date or last
     if day > last:

@@ -25,8 +25,8 @@ from forecasting import uncertainty as unc
 
 Weights = dict[str, dict[str, float]]  # segment (or "all") -> model -> weight (sums to 1)
 
-CANDIDATES = ("lightgbm", "auto_ets", "croston", "seasonal_naive", "incumbent", "weekday_mean", "ensemble",
-              "window_mean")
+CANDIDATES = ("lightgbm", "lightgbm_month", "auto_ets", "croston", "seasonal_naive", "incumbent", "weekday_mean",
+              "ensemble", "window_mean")
 
 
 def pinball(actual: np.ndarray, quantile: np.ndarray, q: float) -> np.ndarray:

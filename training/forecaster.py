@@ -15,7 +15,7 @@ from forecasting import uncertainty as unc
 from forecasting.config import TrainingConfig
 from training.blend import Weights, apply_weights, used_models
 from training.data import ModelFrame, SegmentRule, segment_series
-from training.models import LGBMModel, StatsModels, future_frame, same_weekday_mean
+from training.models import MONTH_LAG_INFO_DAYS, LGBMModel, StatsModels, future_frame, same_weekday_mean
 
 KINDS = ("blend", "lightgbm", "ensemble", "auto_ets")
 RULE_NAMES = ("incumbent", "weekday_mean")  # the same-weekday rule, named by whether an incumbent exists
@@ -101,6 +101,26 @@ def assemble(frame: ModelFrame, ids: list[str], h: int, cfg: TrainingConfig, lgb
     return parts
 
 
+def month_model(cfg: TrainingConfig, params: dict[str, Any], h: int) -> LGBMModel | None:
+    """The ``lightgbm_month`` candidate (``training.month_candidate``): LightGBM with month lags, or None when off,
+    when the main model already has month lags or when ``h`` is beyond what month lags know ahead."""
+    if not cfg.month_candidate or cfg.month_lags or h > MONTH_LAG_INFO_DAYS:
+        return None
+    return LGBMModel(params, cfg.lags, cfg.strategy, h, cfg.num_threads, cfg.seed, cfg.month_candidate,
+                     cfg.month_lag_levels, name="lightgbm_month")
+
+
+def merge_parts(*parts: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Component frames ``unique_id, ds, <model>`` side by side (None when there is none)."""
+    have = [p for p in parts if p is not None]
+    if not have:
+        return None
+    out = have[0]
+    for p in have[1:]:
+        out = out.merge(p, on=["unique_id", "ds"], how="outer")
+    return out
+
+
 def final_mean(parts: pd.DataFrame, weights: Weights) -> np.ndarray:
     """The registered model's point forecast: the segment's weights over the components, the window mean for
     sparse series, 0 where the store is closed or the product retired."""
@@ -173,6 +193,10 @@ class DemandForecaster:
                                    c.month_lag_levels).fit(frame)
         if use_stats:
             self.stats_ = StatsModels(7, c.ets_model, use_ets).fit(frame)
+        self.lgbm_month_ = None
+        if "lightgbm_month" in used_models(self.weights):
+            month = month_model(c, self.params, c.horizon)
+            self.lgbm_month_ = month.fit(frame) if month is not None else None
         rule = SegmentRule(
             new_days=c.new_days, slow_mean=c.slow_mean, intermittent_zero_share=c.intermittent_zero_share
         )
@@ -223,7 +247,9 @@ class DemandForecaster:
         del future
         h = h or self.cfg.horizon
         ids = [u for u in self.ids_ if u in set(self.tail_.df["unique_id"])]
-        lg = self.lgbm_.predict(h, future_frame(self.tail_, ids, h), ids) if self.lgbm_ is not None else None
+        fut = future_frame(self.tail_, ids, h)
+        lg = merge_parts(*(m.predict(h, fut, ids) for m in (self.lgbm_, getattr(self, "lgbm_month_", None))
+                           if m is not None))
         st = self.stats_.predict(h, ids) if self.stats_ is not None else None
         out = self.forecast(self.tail_, h, lg, st, ids, self.segments_, self.sparse_)
         out["horizon"] = (out["ds"] - self.last_date_).dt.days

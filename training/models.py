@@ -151,7 +151,9 @@ class LGBMModel:
         seed: int = 42,
         month_lags: list[int] | None = None,
         month_lag_levels: tuple[str, ...] | list[str] = MONTH_LAG_LEVELS,
+        name: str = "lightgbm",
     ) -> None:
+        self.name = name  # the output column (``lightgbm_month``: the month-lag candidate of the blend)
         if strategy not in ("auto", "recursive", "direct", "both"):
             raise ValueError("strategy must be auto, recursive, direct or both")
         if month_lags and horizon > MONTH_LAG_INFO_DAYS:

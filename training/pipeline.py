@@ -22,16 +22,19 @@ from forecasting.errors import ConfigError, DataError
 from training import tracking
 from training.backtest import Backtester, BacktestResult, lgbm_params, per_series
 from training.calibration import fit_calibration
-from training.data import ModelFrame, load_feature_store, to_model_frame
+from training.data import ModelFrame, UnconstrainRule, load_feature_store, to_model_frame
 from training.forecaster import DemandForecaster
 from training.source import EvalSources, load_eval_sources
 
 Progress = Callable[[str], None]
 
 
-def load_frame(features_dir: str | Path) -> ModelFrame:
+def load_frame(features_dir: str | Path, cfg: TrainingConfig | None = None) -> ModelFrame:
+    """The model frame of a feature store; ``cfg`` gives the censoring rule (``training.censored_min_share`` /
+    ``censored_weight``; the defaults otherwise)."""
     daily, manifest = load_feature_store(resolve_path(features_dir))
-    return to_model_frame(daily, manifest)
+    rule = None if cfg is None else UnconstrainRule(min_share=cfg.censored_min_share, weight=cfg.censored_weight)
+    return to_model_frame(daily, manifest, rule)
 
 
 def eval_sources(db: str | None, settings: Settings, since: pd.Timestamp | None = None) -> EvalSources:
