@@ -21,7 +21,7 @@ from training.future import PlannedCalendar, future_frame
 from training.synthetic import synthetic_daily, synthetic_manifest
 
 H = 7
-WEIGHTS = {"all": {"lightgbm": 0.5, "auto_ets": 0.2, "croston": 0.1, "weekday_mean": 0.2}}
+WEIGHTS = {"all": {"lightgbm": 0.3, "lightgbm_month": 0.2, "auto_ets": 0.2, "croston": 0.1, "weekday_mean": 0.2}}
 
 
 def _cfg():

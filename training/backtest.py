@@ -252,6 +252,10 @@ class Backtester:
             params = fit_uncertainty(cal, [*models, "final"])
             cur = self.forecast_at(frame, c, h)
             cur = cur.assign(final=final_mean(cur, weights))
+            fp = params["final"]  # the dispersion this origin had (inner windows): what the calibration fits around
+            sp = cur["segment"].map(lambda s, fp=fp: fp.get(s, fp["all"]))
+            cur["final_alpha"] = [float(a) for a, _ in sp]
+            cur["final_shared"] = [float(b) for _, b in sp]
             outer.append(add_intervals(cur, params, self.cfg.quantiles, self.cfg.seed + i))
         preds = pd.concat(outer, ignore_index=True)
         final_unc = fit_uncertainty(preds, [*models, "final"])
