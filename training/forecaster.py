@@ -121,12 +121,24 @@ def merge_parts(*parts: pd.DataFrame | None) -> pd.DataFrame | None:
     return out
 
 
+SPARSE_REPLACED = (*STAT_COMPONENTS, *RULE_NAMES, "ensemble")  # local models that cannot read a sparse history
+
+
 def final_mean(parts: pd.DataFrame, weights: Weights) -> np.ndarray:
-    """The registered model's point forecast: the segment's weights over the components, the window mean for
-    sparse series, 0 where the store is closed or the product retired."""
+    """The registered model's point forecast: the segment's weights over the components, 0 where the store is
+    closed or the product retired. On sparse series the local statistical components (Croston, ETS, the weekday
+    rule...) are replaced by the window mean before weighting: one sale is never repeated daily, while the global
+    LightGBM, which learns from every series, keeps its own forecast (measured on Maven: replacing LightGBM there
+    too moved the intermittent segment's WAPE 0.657 -> 0.706)."""
+    if "sparse" in parts and "window_mean" in parts and parts["sparse"].any():
+        sparse = parts["sparse"].to_numpy(bool)
+        wm = parts["window_mean"].to_numpy(float)
+        parts = parts.assign(**{m: np.where(sparse, wm, parts[m].to_numpy(float))
+                                for m in SPARSE_REPLACED if m in parts})
+        if "ensemble" in parts and "lightgbm" in parts:
+            parts["ensemble"] = np.where(sparse, 0.5 * (parts["lightgbm"].to_numpy(float) + wm),
+                                         parts["ensemble"].to_numpy(float))
     mean = apply_weights(parts, weights)
-    if "sparse" in parts and "window_mean" in parts:
-        mean = np.where(parts["sparse"].to_numpy(bool), parts["window_mean"].to_numpy(float), mean)
     if "off_menu" in parts:
         mean = np.where(parts["off_menu"].to_numpy(bool), 0.0, mean)
     return mean
