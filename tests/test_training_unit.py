@@ -189,3 +189,23 @@ def test_month_lags_refuse_a_horizon_they_cannot_see():
     with pytest.raises(ConfigError, match="known only"):
         LGBMModel(horizon=MONTH_LAG_INFO_DAYS + 1, month_lags=[1])
     assert LGBMModel(horizon=MONTH_LAG_INFO_DAYS, month_lags=[1]).month_lags == [1]
+
+
+def test_hourly_profile_for_unconstraining_reads_earlier_months_only():
+    """A censored day's share before the stockout comes from the months before it: changing later hours (or the
+    day's own month) does not move it; the first month has no profile (imputed instead)."""
+    from training.data import hourly_profiles_before, share_before_stockout
+
+    days = pd.date_range("2025-01-01", "2025-03-31", freq="D")
+    rows = [(1, d, hr, 10 if hr < 12 else 1) for d in days for hr in range(8, 20)]
+    hourly = pd.DataFrame(rows, columns=["store_id", "date", "local_hour", "qty"])
+    prof = hourly_profiles_before(hourly)
+    assert sorted(prof.index.get_level_values("month").astype(str).unique()) == ["2025-02", "2025-03"]
+    later = hourly.copy()
+    later.loc[later["date"] >= "2025-03-01", "qty"] = 100  # March's own hours change: March's profile does not
+    np.testing.assert_allclose(hourly_profiles_before(later).loc["2025-03"].to_numpy(), prof.loc["2025-03"].to_numpy())
+    daily = pd.DataFrame({"store_id": [1, 1], "date": pd.to_datetime(["2025-01-20", "2025-03-10"]),
+                          "censored": [True, True], "stockout_hours": [6.0, 6.0]})
+    share = share_before_stockout(daily, prof)
+    assert np.isnan(share.iloc[0])  # January: no earlier month
+    assert share.iloc[1] == pytest.approx(42 / 48)  # out for the last 6 open hours (1 unit each of 48 a day)
