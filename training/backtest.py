@@ -309,7 +309,7 @@ class Backtester:
         win = window_table(preds, scored, self.cfg.selection.window_days)
         for m in scored:  # the selection loss on the scored origins (every day, latent demand): what promote reads
             spl, bias = window_loss(win, m, window_dispersion(preds, m), self.cfg.selection.service_levels)
-            res["models"][m].update(window_spl=spl, window_bias=bias)
+            res["models"].setdefault(m, {}).update(window_spl=spl, window_bias=bias)
         cens = preds[preds["censored"]]
         res["censored"] = {"n": int(len(cens)), "note": "scored against observed sales (a lower bound)",
                            "models": score(cens, scored) if len(cens) else {}}
