@@ -278,8 +278,8 @@ def promote_job(
         decision.update(champion=int(champ.version), champion_metrics=base, rel_improvement=gain, compared_by=how,
                         metric=key)
         ok = gain >= rule.min_rel_improvement and in_band and unbiased
-        name = {"window_spl": "window pinball loss", "wape": "WAPE"}[key]
-        reason = (f"{name} {ch[key]:.4f} vs champion {base[key]:.4f} ({gain:+.2%}, need >= "
+        loss_name = {"window_spl": "window pinball loss", "wape": "WAPE"}[key]
+        reason = (f"{loss_name} {ch[key]:.4f} vs champion {base[key]:.4f} ({gain:+.2%}, need >= "
                   f"{rule.min_rel_improvement:.0%}); coverage {'in' if in_band else 'out of'} band{guard}")
     if force and not ok:
         ok, reason = True, f"forced ({reason})"
