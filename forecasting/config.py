@@ -177,7 +177,8 @@ class SelectionConfig(_Section):
     """How the final blend weighs its candidates (``training.blend``): scaled pinball of protection-window totals at
     the policy's service levels, with a bias guard and shrinkage towards the pooled weights."""
 
-    window_days: int = Field(7, ge=1, le=28)  # protection window: totals over horizons 1..window_days
+    # protection windows scored: totals over horizons 1..d for each d (2: daily food deliveries, 7: a weekly supplier)
+    window_days: list[Annotated[int, Field(ge=1, le=28)]] = Field(default_factory=lambda: [2, 7], min_length=1)
     # the replenishment classes' service levels (chilled 0.95, frozen 0.97, food 0.90); ambient's 0.998 is left out:
     # a few hundred held-out windows cannot estimate a 1-in-500 quantile's loss
     service_levels: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=lambda: [0.9, 0.95, 0.97],

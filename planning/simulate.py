@@ -476,7 +476,7 @@ class OurForecasts(_FrameForecasts):
         cut = pd.Timestamp(start - timedelta(days=1))
         first = self.frame.df["ds"].min()
         n = self.cfg.blend_windows
-        for h in (self.cfg.horizon, self.cfg.selection.window_days):  # the selection scores horizons 1..window_days
+        for h in (self.cfg.horizon, max(self.cfg.selection.window_days)):  # selection: horizons 1..window_days
             if (cut - pd.Timedelta(days=h * n) - first).days + 1 >= MIN_TRAIN_DAYS:
                 break
         else:

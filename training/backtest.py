@@ -29,8 +29,7 @@ from forecasting import uncertainty as unc
 from forecasting.config import TrainingConfig
 from forecasting.errors import DataError
 from forecasting.metrics import score, wape_by
-from training.blend import CANDIDATES, Weights, learn_weights, window_loss, window_table
-from training.blend import dispersion as window_dispersion
+from training.blend import CANDIDATES, Weights, learn_weights, window_losses, window_tables
 from training.data import SEGMENTS, ModelFrame, SegmentRule
 from training.forecaster import active_series, assemble, final_mean, merge_parts, month_model
 from training.models import LGBMModel, StatsModels, future_frame
@@ -306,9 +305,9 @@ class Backtester:
             seg: score(main[main["segment"] == seg], scored) for seg in SEGMENTS if (main["segment"] == seg).any()
         }
         res["by_horizon"] = wape_by(main, scored, "horizon")
-        win = window_table(preds, scored, self.cfg.selection.window_days)
+        tables = window_tables(preds, scored, self.cfg.selection.window_days)
         for m in scored:  # the selection loss on the scored origins (every day, latent demand): what promote reads
-            spl, bias = window_loss(win, m, window_dispersion(preds, m), self.cfg.selection.service_levels)
+            spl, bias = window_losses(tables, m, self.cfg.selection.service_levels) if tables else (np.nan, np.nan)
             res["models"].setdefault(m, {}).update(window_spl=spl, window_bias=bias)
         cens = preds[preds["censored"]]
         res["censored"] = {"n": int(len(cens)), "note": "scored against observed sales (a lower bound)",
@@ -328,8 +327,7 @@ class Backtester:
 
 def selection_loss(rows: pd.DataFrame, model: str, sel) -> float:
     """The selection loss of one model on out-of-sample rows (``training.selection``): what tuning minimises."""
-    win = window_table(rows, [model], sel.window_days)
-    return window_loss(win, model, window_dispersion(rows, model), sel.service_levels)[0]
+    return window_losses(window_tables(rows, [model], sel.window_days), model, sel.service_levels)[0]
 
 
 def per_series(preds: pd.DataFrame, models: list[str]) -> pd.DataFrame:

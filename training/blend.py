@@ -4,16 +4,17 @@ Why this loss: the replenishment engine orders up to a quantile of the protectio
 period + lead time) at the policy's service levels. WAPE is minimised by the median and rewarded under-forecasting
 (inverse-WAPE weights gave the incumbent's rule, biased -13.8%, a 0.29 weight). So every candidate is scored by the
 **scaled pinball loss of window totals** (``window_loss``): per series and inner window, the total of horizons
-1..``window_days`` against the quantiles, at ``service_levels``, of the candidate's own negative-binomial window
-distribution (dispersion fitted on the same out-of-sample rows), summed and divided by the summed actual totals.
-Actuals are latent demand (``y_filled``: censored days unconstrained), so stockouts do not teach the selection to
-under-forecast.
+1..d for each protection-window length d in ``window_days`` (2 days: daily food deliveries; 7: a weekly supplier)
+against the quantiles, at ``service_levels``, of a negative-binomial window distribution around the candidate's
+window total whose one dispersion is fitted on those windows (so the spread follows the candidate's own errors);
+summed and divided by the summed actual totals. Actuals are latent demand (``y_filled``: censored days
+unconstrained), so stockouts do not teach the selection to under-forecast.
 
 Rule (``learn_weights``): a **bias guard** drops candidates whose window totals are off by more than ``max_bias``
 (unless none is inside it: then the least biased); the rest within ``tolerance`` of the segment's best loss get weight
 ``loss ** -power`` (normalised); per-segment weights are **shrunk** towards the pooled (``all``) weights by
-``n / (n + shrink_windows)`` (``n`` the segment's windows), and a segment needs windows from at least ``min_cutoffs``
-inner cutoffs (``training.selection.windows`` >= 3): one window never decides. WAPE and MASE stay in the reports.
+``n / (n + shrink_windows)`` (``n`` the segment's windows), and weights need windows from at least ``min_cutoffs``
+inner cutoffs (``training.blend_windows`` >= 3): one window never decides. WAPE and MASE stay in the reports.
 """
 
 from __future__ import annotations
@@ -37,42 +38,46 @@ def pinball(actual: np.ndarray, quantile: np.ndarray, q: float) -> np.ndarray:
 
 def window_table(rows: pd.DataFrame, models: list[str], window_days: int) -> pd.DataFrame:
     """Per series x cutoff over horizons 1..``window_days``: actual latent total ``A`` (``y_filled``, else ``y``),
-    segment, and per model the sum ``M:<m>`` and square sum ``Q:<m>`` of its daily means."""
+    segment, and per model the window's forecast total ``M:<m>``."""
     r = rows[(rows["horizon"] >= 1) & (rows["horizon"] <= window_days)]
     target = "y_filled" if "y_filled" in r else "y"
     agg = {"A": (target, "sum"), "n": ("ds", "size"), "segment": ("segment", "first")}
-    sq = r[models].to_numpy(float) ** 2
-    r = r.assign(**{f"_sq_{m}": sq[:, i] for i, m in enumerate(models)})
     for m in models:
         agg[f"M:{m}"] = (m, "sum")
-        agg[f"Q:{m}"] = (f"_sq_{m}", "sum")
     win = r.groupby(["unique_id", "cutoff"], as_index=False).agg(**agg)
-    full = win["n"].max() if len(win) else 0
-    return win[win["n"] == full].reset_index(drop=True)
+    return win[win["n"] == window_days].reset_index(drop=True)
 
 
-def dispersion(rows: pd.DataFrame, m: str) -> tuple[float, float]:
-    """(NB alpha, shared level variance) of model ``m`` on out-of-sample rows (latent target on every day)."""
-    target = "y_filled" if "y_filled" in rows else "y"
-    y, mu = rows[target].to_numpy(float), rows[m].to_numpy(float)
-    if len(y) < 30 or not np.isfinite(mu).all():
-        return 0.3, 0.0
-    alpha = unc.fit_dispersion(y, mu)
-    w = rows.assign(_mu2=mu ** 2, _y=y).groupby(["unique_id", "cutoff"]).agg(S=("_y", "sum"), M=(m, "sum"),
-                                                                              Q=("_mu2", "sum"))
-    return alpha, unc.fit_shared_variance(w["S"], w["M"], w["Q"], alpha)
+def window_loss(win: pd.DataFrame, m: str, levels: list[float]) -> tuple[float, float]:
+    """(scaled pinball of window totals averaged over ``levels``, relative bias of window totals) for model ``m``.
 
-
-def window_loss(win: pd.DataFrame, m: str, params: tuple[float, float], levels: list[float]) -> tuple[float, float]:
-    """(scaled pinball of window totals averaged over ``levels``, relative bias of window totals) for model ``m``."""
-    A, M, Q = win["A"].to_numpy(float), win[f"M:{m}"].to_numpy(float), win[f"Q:{m}"].to_numpy(float)
+    The window distribution is negative binomial around the model's window total with one dispersion fitted (MLE)
+    on these windows for this model: every candidate gets the spread its own errors justify, so the loss ranks
+    the window means at the quantiles the orders use, not how wide a model's naive daily noise happens to be."""
+    A, M = win["A"].to_numpy(float), win[f"M:{m}"].to_numpy(float)
     total = A.sum()
-    if total <= 0 or not len(A):
+    if total <= 0 or not len(A) or not np.isfinite(M).all():
         return float("nan"), float("nan")
-    alpha, shared = params
-    losses = [pinball(A, unc.window_nb_quantile(M, Q, alpha, min(shared, alpha), q), q).sum() / total
-              for q in levels]
+    alpha = unc.fit_dispersion(np.round(A), M)
+    losses = [pinball(A, unc.nb_interp_quantile(np.maximum(M, 1e-6), alpha, q), q).sum() / total for q in levels]
     return float(np.mean(losses)), float((M.sum() - total) / total)
+
+
+def window_losses(tables: dict[int, pd.DataFrame], m: str, levels: list[float],
+                  segment: str | None = None) -> tuple[float, float]:
+    """``window_loss`` averaged over the window lengths (bias: the longest window's), optionally one segment's."""
+    ls, bias = [], float("nan")
+    for days in sorted(tables):
+        win = tables[days] if segment is None else tables[days][tables[days]["segment"] == segment]
+        loss, bias = window_loss(win, m, levels)
+        ls.append(loss)
+    return (float(np.mean(ls)) if ls and np.isfinite(ls).all() else float("nan")), bias
+
+
+def window_tables(rows: pd.DataFrame, models: list[str], lengths: list[int] | tuple[int, ...]) -> dict:
+    """``window_table`` for each protection-window length the rows cover."""
+    top = int(rows["horizon"].max()) if len(rows) else 0
+    return {d: window_table(rows, models, d) for d in sorted(set(lengths)) if d <= top}
 
 
 def _rule(loss: pd.Series, bias: pd.Series, tolerance: float, power: float, max_bias: float) -> dict[str, float]:
@@ -96,7 +101,7 @@ def learn_weights(
     candidates: list[str],
     segments: tuple[str, ...] | list[str] = (),
     *,
-    window_days: int = 7,
+    window_days: list[int] | tuple[int, ...] = (2, 7),
     levels: list[float] | tuple[float, ...] = (0.9, 0.95, 0.97),
     tolerance: float = 0.05,
     power: float = 4.0,
@@ -116,24 +121,27 @@ def learn_weights(
     n_cut = rows["cutoff"].nunique() if "cutoff" in rows else 1
     if n_cut < min_cutoffs:
         raise ValueError(f"selection needs >= {min_cutoffs} inner windows, got {n_cut}")
-    win = window_table(rows, cands, window_days)
-    params = {m: dispersion(rows, m) for m in cands}
+    tables = window_tables(rows, cands, window_days)
+    if not tables:
+        raise ValueError(f"no window of {list(window_days)} days in the learning rows")
+    longest = tables[max(tables)]
     levels = list(levels)
 
-    def scored(sub: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-        res = {m: window_loss(sub, m, params[m], levels) for m in cands}
+    def scored(segment: str | None) -> tuple[pd.Series, pd.Series]:
+        res = {m: window_losses(tables, m, levels, segment) for m in cands}
         return pd.Series({m: v[0] for m, v in res.items()}), pd.Series({m: v[1] for m, v in res.items()})
 
-    loss, bias = scored(win)
+    loss, bias = scored(None)
     pooled = _rule(loss, bias, tolerance, power, max_bias) or {cands[0]: 1.0}
     out: Weights = {"all": pooled}
     if report is not None:
-        report["all"] = {"loss": loss.round(5).to_dict(), "bias": bias.round(4).to_dict(), "windows": int(len(win))}
+        report["all"] = {"loss": loss.round(5).to_dict(), "bias": bias.round(4).to_dict(),
+                         "windows": int(len(longest))}
     for seg in segments:
-        sub = win[win["segment"] == seg]
+        sub = longest[longest["segment"] == seg]
         if len(sub) < min_windows or sub["cutoff"].nunique() < min_cutoffs:
             continue
-        sl, sb = scored(sub)
+        sl, sb = scored(seg)
         raw = _rule(sl, sb, tolerance, power, max_bias)
         if not raw:
             continue
