@@ -475,14 +475,14 @@ class OurForecasts(_FrameForecasts):
         bt = Backtester(self.cfg, self.params_lgbm, progress=self.say)
         cut = pd.Timestamp(start - timedelta(days=1))
         first = self.frame.df["ds"].min()
-        n = self.cfg.blend_windows
+        n, step = self.cfg.blend_windows, self.cfg.step_days
         for h in (self.cfg.horizon, max(self.cfg.selection.window_days)):  # selection: horizons 1..window_days
-            if (cut - pd.Timedelta(days=h * n) - first).days + 1 >= MIN_TRAIN_DAYS:
+            if (bt.inner_cutoffs(cut, h, step, n)[-1] - first).days + 1 >= MIN_TRAIN_DAYS:
                 break
         else:
             self.say(f"ours: too little history before {start} for {n} selection windows: LightGBM alone")
             return {"all": {"lightgbm": 1.0}}
-        inner = [bt.forecast_at(self.frame, cut - pd.Timedelta(days=h * k), h) for k in range(1, n + 1)]
+        inner = [bt.forecast_at(self.frame, c, h) for c in bt.inner_cutoffs(cut, h, step, n)]
         weights = bt.learn(pd.concat(inner, ignore_index=True), bt.candidates)
         self.say(f"ours: blend weights from {len(inner)} windows before {start}: {weights}")
         return weights

@@ -213,11 +213,18 @@ class Backtester:
         self._cache[cutoff] = out
         return out
 
+    @staticmethod
+    def inner_cutoffs(cutoff: pd.Timestamp, h: int, step: int, n: int) -> list[pd.Timestamp]:
+        """Cutoffs of the ``n`` inner windows of an origin: whole horizons that end on or before it, a ``step``
+        apart (the newest first), so they are the latest evidence and coincide with earlier origins (cached)."""
+        gap = min(step, h)
+        return [cutoff - pd.Timedelta(days=h + gap * j) for j in range(n)]
+
     def cutoffs(self, frame: ModelFrame, origins: int, step: int, h: int) -> list[pd.Timestamp]:
         last = frame.last_date
         cuts = [last - pd.Timedelta(days=h + step * k) for k in range(origins - 1, -1, -1)]
         n_inner = max(self.cfg.calib_windows, self.cfg.blend_windows)
-        first_needed = cuts[0] - pd.Timedelta(days=h * n_inner)
+        first_needed = self.inner_cutoffs(cuts[0], h, step, n_inner)[-1]
         if (first_needed - frame.df["ds"].min()).days + 1 < MIN_TRAIN_DAYS:
             days = (last - frame.df["ds"].min()).days + 1
             raise DataError(
@@ -239,7 +246,7 @@ class Backtester:
         n_inner = max(self.cfg.calib_windows, self.cfg.blend_windows)
         outer, by_origin, reports = [], {}, {}
         for i, c in enumerate(cuts):
-            inner = [self.forecast_at(frame, c - pd.Timedelta(days=h * k), h) for k in range(1, n_inner + 1)]
+            inner = [self.forecast_at(frame, ic, h) for ic in self.inner_cutoffs(c, h, step, n_inner)]
             report: dict[str, Any] = {}
             weights = self.learn(pd.concat(inner[: self.cfg.blend_windows]), cands, report)
             by_origin[str(c.date())] = weights
