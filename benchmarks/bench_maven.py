@@ -11,6 +11,13 @@ paths. ``--compare-default`` also backtests without the overlay (the "before" co
 
 Reference WAPE on this protocol measured by others: seasonal naive 0.528, AutoETS 0.401, Croston 0.404, a quick
 mlforecast LightGBM 0.347.
+
+``--target`` (issue 11, the real-log target): the default configuration, no overlay, backtested in this process on
+the feature store the CLI built; ``final`` against the best of AutoETS, SeasonalNaive(7), CrostonOptimized, the
+weekday mean and a *plain* mlforecast LightGBM (``plain_lightgbm``: lags 1-7/14/21/28, rolling means, day of week,
+default LightGBM parameters, recursive, nothing from this project; ``plain_lightgbm_dates`` adds day of month and
+month), on the same scored rows. Target: final WAPE
+<= 0.95 x the best of those.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from forecasting.config import shared_data_path
@@ -81,6 +89,93 @@ def accuracy(m: dict) -> dict:
         "checks": {"final_not_worse_than_best_baseline": models["final"]["wape"] <= min(base.values()) * 1.005,
                    "final_not_worse_per_segment": seg_ok, "final_wape<=0.31": models["final"]["wape"] <= 0.31},
     }
+
+
+TARGET_BASELINES = ("auto_ets", "seasonal_naive", "croston", "weekday_mean", "plain_lightgbm", "plain_lightgbm_dates")
+PLAIN = {"plain_lightgbm": ["dayofweek"], "plain_lightgbm_dates": ["dayofweek", "day", "month"]}
+
+
+def plain_lightgbm(frame, cutoffs, h: int, ids_by_cutoff: dict) -> pd.DataFrame:
+    """A plain mlforecast LightGBM per cutoff (the issue's reference model): observed sales, no exogenous inputs."""
+    import lightgbm as lgb
+    from mlforecast import MLForecast
+    from mlforecast.lag_transforms import RollingMean
+
+    parts = []
+    for cut in cutoffs:
+        d = frame.df[frame.df["ds"] <= cut][["unique_id", "ds", "y"]]
+        both = None
+        for name, dates in PLAIN.items():  # two plain variants: the best of them is the bar
+            mlf = MLForecast(models={name: lgb.LGBMRegressor(random_state=0, n_jobs=1, verbosity=-1)},
+                             freq="D", lags=[1, 2, 3, 4, 5, 6, 7, 14, 21, 28],
+                             lag_transforms={1: [RollingMean(7), RollingMean(28)]}, date_features=dates)
+            mlf.fit(d)
+            out = mlf.predict(h, ids=ids_by_cutoff[cut])
+            out[name] = out[name].clip(lower=0)
+            both = out if both is None else both.merge(out, on=["unique_id", "ds"])
+        parts.append(both.assign(cutoff=cut))
+    return pd.concat(parts, ignore_index=True)
+
+
+def target(config: Path, features: str, origins: int) -> dict:
+    """Default configuration backtest in-process + the plain LightGBM on the same rows; WAPE table and the ratio."""
+    from forecasting.config import load_settings
+    from training.pipeline import load_frame, run_backtest
+
+    settings = load_settings(config)
+    frame = load_frame(features)
+    t0 = time.perf_counter()
+    res = run_backtest(frame, settings.training, None, origins=origins, step=7, horizon=7)
+    secs = time.perf_counter() - t0
+    preds = res.preds
+    ids = {c: sorted(g["unique_id"].unique()) for c, g in preds.groupby("cutoff")}
+    rows = preds.merge(plain_lightgbm(frame, res.cutoffs, 7, ids), on=["unique_id", "ds", "cutoff"], how="left")
+    main = rows[~rows["censored"]]
+    models = ["final", "lightgbm", "lightgbm_month", "ensemble", "window_mean", *TARGET_BASELINES]
+    models = [m for m in models if m in main]
+    wape = {m: float((main[m] - main["y"]).abs().sum() / main["y"].sum()) for m in models}
+    bias = {m: float((main[m] - main["y"]).sum() / main["y"].sum()) for m in models}
+    best = min(TARGET_BASELINES, key=lambda m: wape[m])
+    ratio = wape["final"] / wape[best]
+    seg = {s: {m: float((g[m] - g["y"]).abs().sum() / g["y"].sum()) for m in models}
+           for s, g in main.groupby("segment") if g["y"].sum() > 0}
+    return {"rows": int(len(main)), "series": int(main["unique_id"].nunique()), "origins": res.metrics["origins"],
+            "wape": wape, "bias": bias, "by_segment_wape": seg, "best_baseline": best, "final_over_best": ratio,
+            "target_met": bool(ratio <= 0.95), "window_spl": {m: res.metrics["models"].get(m, {}).get("window_spl")
+                                                               for m in models},
+            "blend_weights": res.metrics["blend"]["final_weights"], "backtest_seconds": round(secs, 1),
+            "censored_rows": int(rows["censored"].sum()), "scored_rows_note": "uncensored rows, all models alike",
+            "pandas": pd.__version__}
+
+
+def text_keys(features: str, origins: int) -> dict:
+    """The issue's text-key case: product and store ids replaced by what a hash of a text key gives (31-bit ids, as
+    ``forecasting.pos.tables.stable_ids`` did), then the default backtest in this process; its peak memory."""
+    import hashlib
+    import resource
+
+    from forecasting.config import load_settings
+    from training.data import ModelFrame
+    from training.pipeline import load_frame, run_backtest
+
+    def hashed(v) -> int:
+        return int.from_bytes(hashlib.blake2b(f"key-{v}".encode(), digest_size=8).digest(), "big") % (2**31 - 1) + 1
+
+    frame = load_frame(features)
+    df = frame.df.copy()
+    for c in ("store_id", "product_id"):
+        df[c] = df[c].map({v: hashed(v) for v in df[c].unique()}).astype("int64")
+    df["unique_id"] = df["store_id"].astype(str) + "_" + df["product_id"].astype(str)
+    frame = ModelFrame(df, frame.static, frame.exog, {k: v for k, v in frame.manifest.items() if k != "products"})
+    settings = load_settings(environ={})
+    t0 = time.perf_counter()
+    res = run_backtest(frame, settings.training.model_copy(update={"tuned_params": None}), None, origins=origins,
+                       step=7, horizon=7)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"series": int(df["unique_id"].nunique()), "products": int(df["product_id"].nunique()),
+            "max_product_id": int(df["product_id"].max()), "final_wape": res.metrics["models"]["final"]["wape"],
+            "peak_rss_mb": round(peak_mb, 1), "backtest_seconds": round(time.perf_counter() - t0, 1),
+            "target_met": bool(peak_mb < 1024)}
 
 
 def free_port() -> int:
@@ -155,9 +250,21 @@ def main() -> None:
     ap.add_argument("--compare-default", action="store_true", help="also backtest without the overlay")
     ap.add_argument("--backtest-only", action="store_true", help="stop after the backtest (the contract)")
     ap.add_argument("--out", default=None, help="write the result JSON here")
+    ap.add_argument("--text-keys", action="store_true",
+                    help="reuse --workdir's feature store with ids hashed from text keys; backtest peak memory")
+    ap.add_argument("--target", action="store_true",
+                    help="issue 11: default configuration, final vs the best baseline incl. a plain LightGBM")
     a = ap.parse_args()
     work = Path(a.workdir or tempfile.mkdtemp(prefix="bench_maven_"))
     work.mkdir(parents=True, exist_ok=True)
+    if a.text_keys:  # run alone, in a fresh process, so the peak memory is the backtest's
+        if not (work / "features").exists():
+            raise SystemExit(f"no feature store in {work}: run once with --workdir {work} first")
+        tk = text_keys(str(work / "features"), a.origins)
+        print(json.dumps({"text_keys": tk}, indent=2))
+        if a.out:
+            Path(a.out).write_text(json.dumps({"text_keys": tk}, indent=2) + "\n", encoding="utf-8")
+        return
     (work / "maven.db").unlink(missing_ok=True)
     config = write_config(work, Path(a.overlay) if a.overlay else None)
     db, feat = f"sqlite:///{work / 'maven.db'}", str(work / "features")
@@ -169,6 +276,22 @@ def main() -> None:
     _, times["features"] = _run(["features", "build", "--db", db, "--out", feat, "--full"], env)
     bt = ["backtest", "--db", db, "--features", feat, "--origins", str(a.origins), "--step", "7", "--horizon", "7",
           "--json", "--no-log"]
+    if a.target:
+        t0 = time.perf_counter()
+        res["target"] = target(write_config(work, None), feat, a.origins)
+        times["target_backtest"] = time.perf_counter() - t0
+        tg = res["target"]
+        print(f"\nMaven, default configuration: final WAPE {tg['wape']['final']:.4f} vs best baseline "
+              f"{tg['best_baseline']} {tg['wape'][tg['best_baseline']]:.4f}: ratio {tg['final_over_best']:.3f} "
+              f"(target <= 0.95: {'met' if tg['target_met'] else 'not met'})")
+        for m, v in sorted(tg["wape"].items(), key=lambda kv: kv[1]):
+            print(f"  {m:<16} WAPE {v:.4f}  bias {tg['bias'][m]:+.3f}")
+        res["seconds"] = {k: round(v, 1) for k, v in times.items()}
+        text = json.dumps(res, indent=2, default=str)
+        if a.out:
+            Path(a.out).write_text(text + "\n", encoding="utf-8")
+        print(text)
+        return
     out, times["backtest"] = _run([*bt, "--config", str(config)], env)
     res["accuracy"] = accuracy(_json(out))
     print_table("Maven backtest, with the overlay", res["accuracy"])

@@ -72,3 +72,24 @@ def add_daily_features(daily: pd.DataFrame, stores: pd.DataFrame, products: pd.D
     out["weather_shock"] = out["weather_kind"].notna()
     out["weather_kind"] = pd.Categorical(out["weather_kind"])
     return out
+
+
+def planned_events(stores: pd.DataFrame, campaigns: pd.DataFrame, country: str, subdiv: str | None) -> dict:
+    """The planned-event calendar the manifest carries (``training.future.PlannedCalendar`` reads it back).
+
+    Why in the manifest: future days have no feature rows, and the forecast must see the same holidays, campaign
+    windows and store lifetimes the feature rows were built from (products and their dates are the manifest's menu).
+    """
+    def day(v) -> str | None:
+        return None if pd.isna(v) else pd.Timestamp(v).date().isoformat()
+
+    return {
+        "holidays": {"country": country, "subdiv": subdiv},
+        "stores": [{"store_id": int(r.store_id), "open_date": day(r.open_date), "close_date": day(r.close_date)}
+                   for r in stores.itertuples(index=False)],
+        "campaigns": [{"product_id": None if pd.isna(r.product_id) else int(r.product_id),
+                       "category": None if pd.isna(r.category) else str(r.category),
+                       "discount_pct": float(r.discount_pct), "valid_from": day(r.valid_from),
+                       "valid_to": day(r.valid_to)}
+                      for r in campaigns.itertuples(index=False)],
+    }

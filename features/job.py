@@ -22,7 +22,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine
 
 from features import extract, inventory
-from features.calendar import add_daily_features
+from features.calendar import add_daily_features, planned_events
 from features.panels import (
     DAILY_KEYS,
     HOURLY_KEYS,
@@ -241,7 +241,7 @@ def open_build(conn, src: extract.Source, cfg: FeaturesConfig, fstore: FeatureSt
 def build_manifest(engine: Engine, src: extract.Source, cfg: FeaturesConfig, *, end: date, first_date: date, last,
                    shash: str, horizons: list[int], built: list[str], summary: dict[str, Any],
                    rows_by_month: dict[str, dict[str, int]], censored: dict, q_on_disk: dict[str, int],
-                   products: pd.DataFrame | None = None) -> dict:
+                   products: pd.DataFrame | None = None, planned: dict | None = None) -> dict:
     """The manifest training logs with every run (same for the local and the Dask build).
 
     ``products`` (id, category, launch and retire dates) is the menu as of the build: the batch forecast needs it
@@ -271,6 +271,7 @@ def build_manifest(engine: Engine, src: extract.Source, cfg: FeaturesConfig, *, 
         "config": cfg.model_dump(),
         "last_run": {k: summary[k] for k in ("mode", "window", "seconds", "quarantined", "lines_read")},
         "products": menu,
+        "calendar": planned or {},
     }
 
 
@@ -316,7 +317,9 @@ def finish_build(engine: Engine, src: extract.Source, cfg: FeaturesConfig, ctx: 
     manifest = build_manifest(engine, src, cfg, end=end, first_date=first_date, last=last, shash=shash,
                               horizons=horizons, built=built, summary=summary,
                               rows_by_month=rows_by_month, censored=censored, q_on_disk=q_on_disk,
-                              products=ctx.products)
+                              products=ctx.products,
+                              planned=planned_events(ctx.stores, ctx.campaigns, ctx.cfg.holiday_country,
+                                                     ctx.cfg.holiday_subdiv))
     staging.commit(not incremental, manifest, DATASETS)
     return summary
 

@@ -133,9 +133,12 @@ class ReplenishmentConfig(_Section):
 
 
 class PromoteRule(_Section):
-    """When a challenger replaces the champion: relative WAPE gain on the same backtest, coverage in band."""
+    """When a challenger replaces the champion: relative gain in the selection loss (scaled pinball of window totals)
+    on the same backtest, its window bias inside the guard, coverage in band."""
 
     metric_model: str = "final"
+    metric: Literal["window_spl", "wape"] = "window_spl"
+    max_bias: float = Field(0.10, gt=0)  # |relative bias of window totals| the challenger may have
     min_rel_improvement: float = Field(0.01, ge=0, lt=1)
     coverage_80: tuple[float, float] = (0.77, 0.83)
     coverage_95: tuple[float, float] = (0.93, 0.97)
@@ -169,6 +172,29 @@ class LaunchConfig(_Section):
     grace_days: int = Field(7, ge=0, le=56)  # launched this many days ago without a sale in a store: still cloned
 
 
+class SelectionConfig(_Section):
+    """How the final blend weighs its candidates (``training.blend``): scaled pinball of protection-window totals at
+    the policy's service levels, with a bias guard and shrinkage towards the pooled weights."""
+
+    # protection windows scored: totals over horizons 1..d for each d (2: daily food deliveries, 7: a weekly supplier)
+    window_days: list[Annotated[int, Field(ge=1, le=28)]] = Field(default_factory=lambda: [2, 7], min_length=1)
+    # the replenishment classes' service levels (chilled 0.95, frozen 0.97, food 0.90); ambient's 0.998 is left out:
+    # a few hundred held-out windows cannot estimate a 1-in-500 quantile's loss
+    service_levels: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=lambda: [0.9, 0.95, 0.97],
+                                                                      min_length=1)
+    max_bias: float = Field(0.10, gt=0)  # bias guard: |sum forecast - sum actual| / sum actual of window totals
+    tolerance: float = Field(0.05, ge=0)  # candidates within this share of the best loss share the weight ...
+    power: float = Field(4.0, gt=0)  # ... as loss ** -power
+    shrink_windows: float = Field(100.0, ge=0)  # a segment's weights move from the pooled ones by n / (n + this)
+
+
+class SparseConfig(_Section):
+    """Series with too little history for any model's pattern get the window mean (``training.forecaster``)."""
+
+    min_sale_days: int = Field(4, ge=1)  # fewer days with a sale than this: sparse
+    window_days: int = Field(28, ge=7, le=112)  # units over the last window_days / window_days
+
+
 class TrainingConfig(_Section):
     """Models, backtest and tracking defaults (see training/)."""
 
@@ -188,7 +214,7 @@ class TrainingConfig(_Section):
     run_ets: bool = True
     ets_model: str = "ZNA"
     calib_windows: int = Field(1, ge=1)
-    blend_windows: int = Field(1, ge=1)  # inner windows before each origin that learn the final blend's weights
+    blend_windows: int = Field(3, ge=3)  # inner windows before each origin that learn the final blend's weights
     quantiles: list[float] = Field(default_factory=lambda: [0.5, 0.8, 0.9, 0.95, 0.99])
     final: str = Field("auto", pattern="^(auto|blend|lightgbm|ensemble|auto_ets|croston|seasonal_naive)$")
     new_days: int = Field(56, ge=1)
@@ -204,6 +230,12 @@ class TrainingConfig(_Section):
     registry_name: str = "replenishment-forecaster"
     promote: PromoteRule = Field(default_factory=PromoteRule)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    sparse: SparseConfig = Field(default_factory=SparseConfig)
+    dead_days: int = Field(28, ge=1)  # no sale in the last dead_days days: a dead item, neither forecast nor scored
+    # a second LightGBM candidate with these month lags (``lightgbm_month``), weighed by the selection on inner
+    # windows like every candidate; [] = off (also off when month_lags already gives the main model month lags)
+    month_candidate: list[Annotated[int, Field(ge=1, le=12)]] = Field(default_factory=lambda: [1, 2, 3])
 
 
 class ServingConfig(_Section):

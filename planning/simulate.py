@@ -422,9 +422,11 @@ class SeasonalNaiveForecasts(_FrameForecasts):
 
 
 class OurForecasts(_FrameForecasts):
-    """LightGBM as configured for training, refit every ``refit_days``, re-forecast daily from the newest data."""
+    """The model ``train`` registers, through its one predict path (``training.batch.forecast_means`` ->
+    ``DemandForecaster.forecast``): the blend with weights chosen on the inner windows before the period (as
+    ``train`` chooses them), refit every ``refit_days``, re-forecast daily from the newest data."""
 
-    name = "lightgbm"
+    name = "final"
 
     def __init__(self, settings: Settings, frame, start: date, progress: Progress,
                  bom: pd.DataFrame | None = None) -> None:
@@ -435,6 +437,7 @@ class OurForecasts(_FrameForecasts):
         from training.pipeline import read_tuned
 
         self.params_lgbm = lgbm_params(self.cfg, read_tuned(self.cfg))
+        self.weights = self._learn_weights(start)
         self.models: dict[pd.Timestamp, Any] = {}
         self.fit_seconds = 0.0
         sim = settings.planning.simulation
@@ -446,10 +449,8 @@ class OurForecasts(_FrameForecasts):
             return
         days = min(sim.calib_days, HORIZON)
         cal_cut = pd.Timestamp(start - timedelta(days=1 + days))
-        from training.batch import lgbm_forecast_from
-
         cal_model = self._fit(cal_cut)
-        preds = lgbm_forecast_from(cal_model, frame.until(cal_cut), days)
+        preds = self._means(cal_model, frame.until(cal_cut), days)
         self.models.pop(cal_cut, None)  # only for calibration: the replay refits at its own origins
         self.params = self.calibrate(preds, self.name, cal_cut)
 
@@ -466,7 +467,6 @@ class OurForecasts(_FrameForecasts):
         """
         from forecasting import uncertainty as unc
         from training.backtest import fit_uncertainty
-        from training.batch import lgbm_forecast_from
         from training.calibration import factor_arrays, fit_windows, pooled_products, window_table
 
         sim = self.settings.planning.simulation
@@ -477,7 +477,7 @@ class OurForecasts(_FrameForecasts):
             origin = first + pd.Timedelta(days=k)
             m0 = first + pd.Timedelta(days=sim.refit_days * (k // sim.refit_days))
             fitted.add(m0)
-            parts.append(lgbm_forecast_from(self._fit(m0), self.frame.until(origin), W).assign(cutoff=origin))
+            parts.append(self._means(self._fit(m0), self.frame.until(origin), W).assign(cutoff=origin))
         for m0 in fitted:
             self.models.pop(m0, None)  # only for calibration: the replay refits at its own origins
         col = self.name
@@ -511,34 +511,50 @@ class OurForecasts(_FrameForecasts):
         """The calibration as the batch forecast applies it (``WindowCalibration.apply``)."""
         return out if self.calibration is None else self.calibration.apply(out)
 
+    def _learn_weights(self, start: date):
+        """The blend's weights from the ``blend_windows`` inner windows that end the day before the period (what
+        ``train`` does before each origin): the period itself never chooses them."""
+        from training.backtest import MIN_TRAIN_DAYS, Backtester
+
+        bt = Backtester(self.cfg, self.params_lgbm, progress=self.say)
+        cut = pd.Timestamp(start - timedelta(days=1))
+        first = self.frame.df["ds"].min()
+        n, step = self.cfg.blend_windows, self.cfg.step_days
+        for h in (self.cfg.horizon, max(self.cfg.selection.window_days)):  # selection: horizons 1..window_days
+            if (bt.inner_cutoffs(cut, h, step, n)[-1] - first).days + 1 >= MIN_TRAIN_DAYS:
+                break
+        else:
+            self.say(f"ours: too little history before {start} for {n} selection windows: LightGBM alone")
+            return {"all": {"lightgbm": 1.0}}
+        inner = [bt.forecast_at(self.frame, c, h) for c in bt.inner_cutoffs(cut, h, step, n)]
+        weights = bt.learn(pd.concat(inner, ignore_index=True), bt.candidates)
+        self.say(f"ours: blend weights from {len(inner)} windows before {start}: {weights}")
+        return weights
+
+    @staticmethod
+    def _means(model, frame, h: int) -> pd.DataFrame:
+        from training.batch import forecast_means
+
+        return forecast_means(model, frame, h)[["unique_id", "ds", "mean"]].rename(columns={"mean": "final"})
+
     def _fit(self, cutoff: pd.Timestamp):
-        from training.models import LGBMModel
+        from training.forecaster import DemandForecaster
 
         if cutoff not in self.models:
-            self.say(f"ours: fitting LightGBM on data through {cutoff.date()}")
+            self.say(f"ours: fitting the registered model (blend) on data through {cutoff.date()}")
             t0 = time.perf_counter()
-            c = self.cfg
-            self.models[cutoff] = LGBMModel(self.params_lgbm, c.lags, c.strategy, HORIZON, c.num_threads,
-                                            c.seed).fit(self.frame.until(cutoff))
+            self.models[cutoff] = DemandForecaster(self.cfg, "blend", self.params_lgbm, None, self.weights).fit(
+                self.frame.until(cutoff))
             self.fit_seconds += time.perf_counter() - t0
         return self.models[cutoff]
 
     def __call__(self, day: date) -> pd.DataFrame:
-        from training.batch import lgbm_forecast_from
-        from training.launch import launch_means
-
         refit = self.settings.planning.simulation.refit_days
         age = (day - self.start).days
         origin = pd.Timestamp(self.start - timedelta(days=1) + timedelta(days=refit * (age // refit)))
         model = self._fit(origin)
         cutoff = pd.Timestamp(day - timedelta(days=1))
-        upto = self.frame.until(cutoff)
-        means = lgbm_forecast_from(model, upto, HORIZON)
-        keyed = means.rename(columns={self.name: "mean"}).merge(self.keys, left_on="unique_id", right_index=True)
-        launches = launch_means(upto, keyed, HORIZON, self.cfg.launch)  # as the batch forecast does
-        if len(launches):
-            means = pd.concat([means, launches.rename(columns={"mean": self.name})[["unique_id", "ds", self.name]]],
-                              ignore_index=True)
+        means = self._means(model, self.frame.until(cutoff), HORIZON)  # launches included, as the batch forecast
         week = pd.Timestamp(self.start - timedelta(days=1) + timedelta(days=7 * (age // 7)))
         return self._apply_calibration(self.finish(means, self.name, week, self.params, cutoff))
 
@@ -903,7 +919,7 @@ def run_simulation(
     if {"ours", "seasonal_naive"} & set(policies):
         from training.pipeline import load_frame
 
-        frame = load_frame(features_dir or settings.features.out_dir)
+        frame = load_frame(features_dir or settings.features.out_dir, settings.training)
         if frame.last_date < pd.Timestamp(end - timedelta(days=1)):
             raise DataError(f"the feature store ends on {frame.last_date.date()}: build features through {end}")
     prebuilt: dict[str, Any] = {}

@@ -215,7 +215,8 @@ def tune(
     cfg, frame, _sources = _inputs(db, features, config)
     _params(cfg)
     res = tune_job(cfg, frame, trials=trials, progress=_say)
-    console.print(f"best WAPE {res['best_value']:.4f} vs {res['current_value']:.4f} with the current parameters "
+    console.print(f"best window pinball loss {res['best_value']:.4f} vs {res['current_value']:.4f} with the current "
+                  "parameters "
                   f"({res['rel_improvement']:+.1%}) after {res['trials']} trials; MLflow run {res['run_id']}",
                   highlight=False)
     if res["recommended"]:
@@ -238,7 +239,8 @@ def tune_apply(
     cfg = settings(config)
     out = apply_tuned(cfg, run_id)
     shown = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in out["lgbm"].items())
-    console.print(f"applied run {run_id} (WAPE {out['best_wape']:.4f} vs {out['current_wape']:.4f}) -> "
+    console.print(f"applied run {run_id} (window pinball loss {out['best_window_spl']:.4f} vs "
+                  f"{out['current_window_spl']:.4f}) -> "
                   f"{out['path']}: {shown}", highlight=False, soft_wrap=True)
 
 

@@ -155,7 +155,7 @@ def test_distributed_lightgbm_close_to_local_and_batch_scoring_identical(frames,
 
     frame, train, ids = frames
     params = {"n_estimators": 150}
-    fut = future_frame(train, ids, H, frame.df)
+    fut = future_frame(train, ids, H)
     local = LGBMModel(params, num_threads=1).fit(train)
     dist = DaskLGBMModel(client, params, series_per_partition=100).fit(train)
     pl, pd_ = local.predict(H, fut, ids), dist.predict(H, fut, ids)

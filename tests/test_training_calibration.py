@@ -61,3 +61,20 @@ def test_unbiased_independent_series_stay_as_forecast():
     assert cal.pooled == frozenset() and cal.store_dispersion == 0.0
     assert WindowCalibration().apply(pd.DataFrame({"product_id": [1], "mean": [3.0], "dispersion": [0.1],
                                                    "shared_dispersion": [0.0]}))["mean"].iloc[0] == 3.0
+
+
+def test_window_table_uses_each_origins_own_out_of_sample_dispersion():
+    """The backtest stores, per row, the dispersion its origin had (fitted on windows before it); the calibration
+    is fitted around that, not around a dispersion fitted on the very windows it calibrates."""
+    from training.calibration import window_table
+
+    rng = np.random.default_rng(2)
+    preds, fdf = _oos(rng, {1: 1.0, 2: 1.0}, stores=(1,), origins=3)
+    preds["final_alpha"] = preds["cutoff"].rank(method="dense") / 10.0  # 0.1, 0.2, 0.3 by origin
+    preds["final_shared"] = 0.5  # capped at alpha
+    win = window_table(preds, fdf, "final", {"all": (0.9, 0.0)}, W)
+    got = win.groupby("cutoff")["alpha"].first().to_numpy()
+    np.testing.assert_allclose(got, [0.1, 0.2, 0.3])
+    np.testing.assert_allclose(win["shared"], win["alpha"])
+    plain = window_table(preds.drop(columns=["final_alpha", "final_shared"]), fdf, "final", {"all": (0.9, 0.0)}, W)
+    assert (plain["alpha"] == 0.9).all()

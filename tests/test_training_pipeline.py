@@ -132,7 +132,9 @@ def test_train_promote_and_champion_round_trip(panel, tmp_path):
     client = mlflow.MlflowClient()
     assert int(client.get_model_version_by_alias(s.training.registry_name, "champion").version) == 1
     tags = client.get_run(second["run_id"]).data.tags
-    assert tags["promote.decision"] == "rejected" and "WAPE" in tags["promote.reason"]
+    assert tags["promote.decision"] == "rejected" and "window pinball loss" in tags["promote.reason"]
+    assert dec2["metric"] == "window_spl" and dec2["challenger_metrics"]["window_spl"] > 0
+    assert "backtest/per_series.parquet" in {a.path for a in client.list_artifacts(first["run_id"], "backtest")}
     cal = first["forecaster"].calibration  # window calibration fitted on the backtest, stored with the model
     assert cal is not None and cal.windows > 0 and set(cal.factors) <= set(fr.df["product_id"].astype(int))
     assert "model/calibration.json" in {a.path for a in client.list_artifacts(first["run_id"], "model")}
@@ -164,7 +166,7 @@ def test_tune_logs_a_run_and_changes_training_only_when_applied(panel, tmp_path)
     assert not tuned.exists() and pipeline.read_tuned(s.training) == {}
     assert pipeline.params_origin(s.training).startswith("training.lgbm in the configuration")
     run = mlflow.get_run(out["run_id"])
-    assert run.data.tags["job"] == "tune" and "headline.best_wape" in run.data.metrics
+    assert run.data.tags["job"] == "tune" and "headline.best_window_spl" in run.data.metrics
     nested = [r for r in mlflow.search_runs(output_format="list") if r.data.tags.get("mlflow.parentRunId")]
     assert len(nested) == 2  # one nested MLflow run per trial
     first = min(nested, key=lambda r: r.info.start_time)

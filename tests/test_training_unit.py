@@ -114,21 +114,41 @@ def test_same_weekday_mean_is_the_incumbent_rule():
     assert out["ds"].iloc[0] == ds[-1] + pd.Timedelta(days=1)
 
 
-def test_blend_weights_per_segment_keep_near_best_models_only():
+def _windows(rng: np.random.Generator, n_series: int = 80, cutoffs: int = 3, h: int = 7) -> pd.DataFrame:
+    """Out-of-sample rows: per series a level; ``a`` knows the level in "fast", ``b`` in "intermittent", ``c`` knows
+    it everywhere but forecasts 20% low (the median-ish forecast WAPE likes)."""
+    rows = []
+    for i in range(n_series):
+        seg = "fast" if i % 2 == 0 else "intermittent"
+        lvl = rng.uniform(3, 12)
+        for k in range(cutoffs):
+            cut = pd.Timestamp("2025-03-01") + pd.Timedelta(days=7 * k)
+            y = rng.poisson(lvl, h).astype(float)
+            noisy = lvl * rng.uniform(0.5, 1.5)
+            rows.append(pd.DataFrame({
+                "unique_id": f"s{i}", "cutoff": cut, "ds": cut + pd.to_timedelta(np.arange(1, h + 1), unit="D"),
+                "horizon": np.arange(1, h + 1), "y": y, "y_filled": y, "censored": False, "segment": seg,
+                "a": lvl if seg == "fast" else noisy, "b": lvl if seg == "intermittent" else noisy, "c": 0.8 * lvl}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_blend_weights_by_window_pinball_with_bias_guard_and_shrinkage():
     from training.blend import apply_weights, learn_weights
 
-    rng = np.random.default_rng(0)
-    n = 400
-    y = rng.poisson(5, 2 * n).astype(float)
-    seg = np.repeat(["fast", "intermittent"], n)
-    good, bad = y + rng.normal(0, 1, 2 * n), y + rng.normal(0, 4, 2 * n)
-    rows = pd.DataFrame({"y": y, "censored": False, "segment": seg,
-                         "a": np.where(seg == "fast", good, bad), "b": np.where(seg == "fast", bad, good),
-                         "c": y * 3})  # far off everywhere: never weighted
-    w = learn_weights(rows, ["a", "b", "c"], ("fast", "intermittent", "slow"))
+    rows = _windows(np.random.default_rng(0))
+    report: dict = {}
+    w = learn_weights(rows, ["a", "b", "c"], ("fast", "intermittent", "slow"), shrink_windows=20, report=report)
     assert max(w["fast"], key=w["fast"].get) == "a" and max(w["intermittent"], key=w["intermittent"].get) == "b"
-    assert "c" not in w["all"] and "slow" not in w  # no rows: the "all" weights apply
-    assert all(abs(sum(v.values()) - 1) < 1e-12 for v in w.values())
+    assert report["all"]["bias"]["c"] == pytest.approx(-0.2, abs=0.03)
+    assert all("c" not in v for v in w.values())  # -20% on window totals: outside the 10% bias guard
+    assert "slow" not in w  # no rows: the "all" weights apply
+    assert all(abs(sum(v.values()) - 1) < 1e-9 for v in w.values())
+    # shrinkage: a segment's weights lie between its own choice and the pooled weights
+    pooled = max(w["all"], key=w["all"].get)
+    other = "intermittent" if pooled == "a" else "fast"
+    assert 0 < w[other][pooled] < w["all"][pooled]
+    with pytest.raises(ValueError, match=">= 3 inner windows"):
+        learn_weights(rows[rows["cutoff"] == rows["cutoff"].min()], ["a", "b"], ("fast",))
     new = pd.DataFrame({"segment": ["fast", "slow"], "a": [1.0, 1.0], "b": [3.0, 3.0], "c": [9.0, 9.0]})
     out = apply_weights(new, {"fast": {"a": 1.0}, "all": {"a": 0.5, "b": 0.5}})
     assert out.tolist() == [1.0, 2.0]
@@ -169,3 +189,23 @@ def test_month_lags_refuse_a_horizon_they_cannot_see():
     with pytest.raises(ConfigError, match="known only"):
         LGBMModel(horizon=MONTH_LAG_INFO_DAYS + 1, month_lags=[1])
     assert LGBMModel(horizon=MONTH_LAG_INFO_DAYS, month_lags=[1]).month_lags == [1]
+
+
+def test_hourly_profile_for_unconstraining_reads_earlier_months_only():
+    """A censored day's share before the stockout comes from the months before it: changing later hours (or the
+    day's own month) does not move it; the first month has no profile (imputed instead)."""
+    from training.data import hourly_profiles_before, share_before_stockout
+
+    days = pd.date_range("2025-01-01", "2025-03-31", freq="D")
+    rows = [(1, d, hr, 10 if hr < 12 else 1) for d in days for hr in range(8, 20)]
+    hourly = pd.DataFrame(rows, columns=["store_id", "date", "local_hour", "qty"])
+    prof = hourly_profiles_before(hourly)
+    assert sorted(prof.index.get_level_values("month").astype(str).unique()) == ["2025-02", "2025-03"]
+    later = hourly.copy()
+    later.loc[later["date"] >= "2025-03-01", "qty"] = 100  # March's own hours change: March's profile does not
+    np.testing.assert_allclose(hourly_profiles_before(later).loc["2025-03"].to_numpy(), prof.loc["2025-03"].to_numpy())
+    daily = pd.DataFrame({"store_id": [1, 1], "date": pd.to_datetime(["2025-01-20", "2025-03-10"]),
+                          "censored": [True, True], "stockout_hours": [6.0, 6.0]})
+    share = share_before_stockout(daily, prof)
+    assert np.isnan(share.iloc[0])  # January: no earlier month
+    assert share.iloc[1] == pytest.approx(42 / 48)  # out for the last 6 open hours (1 unit each of 48 a day)

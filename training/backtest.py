@@ -33,9 +33,10 @@ from forecasting import uncertainty as unc
 from forecasting.config import TrainingConfig
 from forecasting.errors import DataError
 from forecasting.metrics import against, at_cost, score, wape_by, with_true_distribution
-from training.blend import CANDIDATES, Weights, apply_weights, learn_weights
-from training.data import SEGMENTS, ModelFrame, SegmentRule, segment_series
-from training.models import LGBMModel, StatsModels, future_frame, same_weekday_mean
+from training.blend import CANDIDATES, Weights, learn_weights, window_losses, window_tables
+from training.data import SEGMENTS, ModelFrame, SegmentRule
+from training.forecaster import active_series, assemble, final_mean, merge_parts, month_model
+from training.models import LGBMModel, StatsModels, future_frame
 from training.source import EvalSources
 
 MIN_TRAIN_DAYS = 35
@@ -161,7 +162,9 @@ class Backtester:
 
     @property
     def models(self) -> list[str]:
-        names = ["lightgbm", self.rule_name]
+        names = ["lightgbm", self.rule_name, "window_mean"]
+        if self.with_stats and month_model(self.cfg, self.params, getattr(self, "h", self.cfg.horizon)) is not None:
+            names.insert(1, "lightgbm_month")
         if self.with_stats:
             names += ["seasonal_naive", "croston"]
             if self.cfg.run_ets:
@@ -178,31 +181,32 @@ class Backtester:
         train = frame.until(cutoff)
         if train.df.empty or (cutoff - train.df["ds"].min()).days + 1 < MIN_TRAIN_DAYS:
             raise DataError(f"too little history before {cutoff.date()}: need {MIN_TRAIN_DAYS} days")
-        last = train.df.groupby("unique_id")["ds"].max()
-        ids = last.index[last == cutoff].tolist()
+        ids = active_series(train.df, cutoff, self.cfg.dead_days)  # dead items are neither forecast nor scored
         if not ids:
             raise DataError(f"no series has data on {cutoff.date()}")
         t0 = time.perf_counter()
         lg = LGBMModel(self.params, self.cfg.lags, self.cfg.strategy, h, self.cfg.num_threads, self.cfg.seed,
                        self.cfg.month_lags, self.cfg.month_lag_levels)
         lg.fit(train)
-        out = lg.predict(h, future_frame(train, ids, h, frame.df), ids)
+        fut = future_frame(train, ids, h)  # the one future builder, as the batch forecast
+        lgp = lg.predict(h, fut, ids)
+        month = month_model(self.cfg, self.params, h) if self.with_stats else None  # tuning: LightGBM alone
+        if month is not None:
+            lgp = merge_parts(lgp, month.fit(train).predict(h, fut, ids))
         self.lgbm_[cutoff] = lg
         t1 = time.perf_counter()
         self.timings["lightgbm"] += t1 - t0
-        rule = same_weekday_mean(train, ids, h).rename(columns={"incumbent": self.rule_name})
-        out = out.merge(rule, on=["unique_id", "ds"])
+        st = None
         if self.with_stats:
             st = StatsModels(7, self.cfg.ets_model, self.cfg.run_ets).fit(train).predict(h, ids)
-            out = out.merge(st, on=["unique_id", "ds"])
-            if "auto_ets" in out:
-                out["ensemble"] = 0.5 * (out["lightgbm"] + out["auto_ets"])
             self.timings["stats"] += time.perf_counter() - t1
-        cols = ["unique_id", "ds", "y", "censored", "store_id", "product_id"]
+        out = assemble(train, ids, h, self.cfg, lgp, st)  # the components as the registered model puts them
+        if "auto_ets" not in out:
+            out = out.drop(columns=["ensemble"], errors="ignore")
+        cols = ["unique_id", "ds", "y", "y_filled", "censored"]
         out = out.merge(frame.df[cols], on=["unique_id", "ds"], how="inner")
         out["cutoff"] = cutoff
         out["horizon"] = (out["ds"] - cutoff).dt.days
-        out["segment"] = out["unique_id"].map(segment_series(train.df, rule=self.rule)).fillna("fast")
         truth = self.sources.truth
         if truth is not None:
             t = truth.rename(columns={"expected_qty": "oracle"})[["store_id", "product_id", "ds", "oracle"]]
@@ -212,15 +216,23 @@ class Backtester:
         self._cache[cutoff] = out
         return out
 
+    @staticmethod
+    def inner_cutoffs(cutoff: pd.Timestamp, h: int, step: int, n: int) -> list[pd.Timestamp]:
+        """Cutoffs of the ``n`` inner windows of an origin: whole horizons that end on or before it, a ``step``
+        apart (the newest first), so they are the latest evidence and coincide with earlier origins (cached)."""
+        gap = min(step, h)
+        return [cutoff - pd.Timedelta(days=h + gap * j) for j in range(n)]
+
     def cutoffs(self, frame: ModelFrame, origins: int, step: int, h: int) -> list[pd.Timestamp]:
         last = frame.last_date
         cuts = [last - pd.Timedelta(days=h + step * k) for k in range(origins - 1, -1, -1)]
-        first_needed = cuts[0] - pd.Timedelta(days=h * self.cfg.calib_windows)
+        n_inner = max(self.cfg.calib_windows, self.cfg.blend_windows)
+        first_needed = self.inner_cutoffs(cuts[0], h, step, n_inner)[-1]
         if (first_needed - frame.df["ds"].min()).days + 1 < MIN_TRAIN_DAYS:
             days = (last - frame.df["ds"].min()).days + 1
             raise DataError(
                 f"{days} days of history are too few for {origins} origins x {step} days step, horizon {h} "
-                f"and {self.cfg.calib_windows} calibration window(s): reduce --origins/--horizon"
+                f"and {n_inner} inner windows before the first origin: reduce --origins/--horizon"
             )
         return cuts
 
@@ -230,36 +242,57 @@ class Backtester:
         origins = origins or self.cfg.origins
         step = step or self.cfg.step_days
         h = horizon or self.cfg.horizon
+        self.h = h
         cuts = self.cutoffs(frame, origins, step, h)
         models = self.models
         cands = self.candidates
         n_inner = max(self.cfg.calib_windows, self.cfg.blend_windows)
-        outer, by_origin = [], {}
+        outer, by_origin, reports = [], {}, {}
         for i, c in enumerate(cuts):  # progress once per origin, oldest first (its inner windows are part of it)
             self.progress(f"backtest origin {i + 1} of {len(cuts)}: {c.date()} ({h} days ahead, "
                           f"{len(models)} models)")
-            inner = [self.forecast_at(frame, c - pd.Timedelta(days=h * k), h) for k in range(1, n_inner + 1)]
-            weights = learn_weights(pd.concat(inner[: self.cfg.blend_windows]), cands, SEGMENTS)
+            inner = [self.forecast_at(frame, ic, h) for ic in self.inner_cutoffs(c, h, step, n_inner)]
+            report: dict[str, Any] = {}
+            weights = self.learn(pd.concat(inner[: self.cfg.blend_windows]), cands, report)
             by_origin[str(c.date())] = weights
+            reports[str(c.date())] = report
             # the calibration windows lie before the origin too; their "final" uses the same weights (in sample
             # for the weights, out of sample for every model): enough to fit its dispersion
             cal = pd.concat(inner[: self.cfg.calib_windows])
-            cal = cal.assign(final=apply_weights(cal, weights))
+            cal = cal.assign(final=final_mean(cal, weights))
             params = fit_uncertainty(cal, [*models, "final"])
             cur = self.forecast_at(frame, c, h)
-            cur = cur.assign(final=apply_weights(cur, weights))
+            cur = cur.assign(final=final_mean(cur, weights))
+            fp = params["final"]  # the dispersion this origin had (inner windows): what the calibration fits around
+            sp = cur["segment"].map(lambda s, fp=fp: fp.get(s, fp["all"]))
+            cur["final_alpha"] = [float(a) for a, _ in sp]
+            cur["final_shared"] = [float(b) for _, b in sp]
             outer.append(add_intervals(cur, params, self.cfg.quantiles, self.cfg.seed + i))
         preds = pd.concat(outer, ignore_index=True)
         final_unc = fit_uncertainty(preds, [*models, "final"])
-        final_weights = learn_weights(preds, cands, SEGMENTS)
+        final_weights = self.learn(preds, cands) if len(cuts) >= 3 else by_origin[str(cuts[-1].date())]
         metrics, final = self.summarize(frame, preds, models, h)
         metrics.update(origins=[str(c.date()) for c in cuts], horizon=h, step_days=step)
+        sel = self.cfg.selection
         metrics["blend"] = {"candidates": cands, "windows": self.cfg.blend_windows, "by_origin": by_origin,
-                            "final_weights": final_weights}
+                            "final_weights": final_weights, "selection": reports,
+                            "loss": f"scaled pinball of {sel.window_days}-day window totals at "
+                                    f"{sel.service_levels}, bias guard {sel.max_bias:.0%}"}
         if "oracle" in models:
             metrics["oracle_missing_rows"] = self.oracle_missing
         return BacktestResult(preds, metrics, models, final, final_unc, cuts, self.lgbm_.get(cuts[-1]), self.timings,
                               final_weights)
+
+    def learn(self, rows: pd.DataFrame, cands: list[str], report: dict | None = None) -> Weights:
+        """The final blend's weights from out-of-sample rows (``training.blend.learn_weights`` with
+        ``training.selection``); a forced single model needs none."""
+        if len(cands) == 1:
+            return {"all": {cands[0]: 1.0}}
+        sel = self.cfg.selection
+        return learn_weights(rows, cands, SEGMENTS, window_days=sel.window_days, levels=sel.service_levels,
+                             tolerance=sel.tolerance, power=sel.power, max_bias=sel.max_bias,
+                             shrink_windows=sel.shrink_windows, min_cutoffs=min(3, self.cfg.blend_windows),
+                             report=report)
 
     @property
     def candidates(self) -> list[str]:
@@ -312,6 +345,11 @@ class Backtester:
             seg: score(main[main["segment"] == seg], scored) for seg in SEGMENTS if (main["segment"] == seg).any()
         }
         res["by_horizon"] = wape_by(main, scored, "horizon")
+        # the selection loss on the scored rows (every day against realised demand where known): what promote reads
+        tables = window_tables(main if realised else rows, scored, self.cfg.selection.window_days)
+        for m in scored:
+            spl, bias = window_losses(tables, m, self.cfg.selection.service_levels) if tables else (np.nan, np.nan)
+            res["models"].setdefault(m, {}).update(window_spl=spl, window_bias=bias)
         if realised:
             res["observed_uncensored"] = {"n": int(len(obs)), "note": "against observed sales on uncensored days",
                                           "models": score(obs, scored, train_df, qs)}
@@ -339,3 +377,28 @@ class Backtester:
                     res["material"]["vs_incumbent_records"] = score(
                         value(both, ["y", *point, "incumbent_records"]), [*point, "incumbent_records"])
         return res, final
+
+
+def selection_loss(rows: pd.DataFrame, model: str, sel) -> float:
+    """The selection loss of one model on out-of-sample rows (``training.selection``): what tuning minimises."""
+    return window_losses(window_tables(rows, [model], sel.window_days), model, sel.service_levels)[0]
+
+
+def per_series(preds: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """One row per series x model over every scored origin: units actual and forecast, absolute error, WAPE, bias,
+    censored days: where a model loses, series by series (written as Parquet and logged with the run)."""
+    rows = preds
+    keys = ["unique_id", "store_id", "product_id", "segment"]
+    base = rows.groupby(keys, as_index=False).agg(days=("ds", "size"), censored_days=("censored", "sum"),
+                                                  actual_units=("y", "sum"))
+    parts = []
+    for m in models:
+        e = rows[m] - rows["y"]
+        g = rows.assign(_abs=e.abs(), _err=e).groupby("unique_id").agg(
+            forecast_units=(m, "sum"), abs_error=("_abs", "sum"), error=("_err", "sum"))
+        part = base.merge(g, left_on="unique_id", right_index=True).assign(model=m)
+        denom = part["actual_units"].where(part["actual_units"] > 0)
+        part["wape"] = part["abs_error"] / denom
+        part["bias"] = part["error"] / denom
+        parts.append(part.drop(columns=["error"]))
+    return pd.concat(parts, ignore_index=True)

@@ -22,12 +22,10 @@ import pandas as pd
 from forecasting.config import Settings, resolve_path
 from forecasting.errors import DataError
 from forecasting.forecast_cache import write_cache
-from training.blend import apply_weights
 from training.calibration import WindowCalibration
-from training.data import ModelFrame, SegmentRule, segment_series
-from training.forecaster import DemandForecaster, attach_uncertainty, components, kind_weights
-from training.launch import launch_means
-from training.models import LGBMModel, StatsModels, future_frame, same_weekday_mean
+from training.data import ModelFrame
+from training.forecaster import DemandForecaster, active_series, attach_uncertainty, merge_parts
+from training.models import LGBMModel, StatsModels, future_frame
 
 NEW_DF_DAYS = 120  # history handed to the fitted trees: the longest lag/rolling feature needs 35 days; EWM decays
 
@@ -72,8 +70,11 @@ def load_champion(settings: Settings) -> Champion:
     return Champion(forecaster, cfg.registry_name, int(version.version), version.run_id)
 
 
-def active_ids(frame: ModelFrame) -> list[str]:
-    """Series with a row on the frame's last day (the ones still sold)."""
+def active_ids(frame: ModelFrame, dead_days: int | None = None) -> list[str]:
+    """Series with a row on the frame's last day (the ones still on the grid) and, with ``dead_days``, a sale in
+    the last ``dead_days`` days (dead items are not forecast)."""
+    if dead_days is not None:
+        return active_series(frame.df, frame.last_date, dead_days)
     last = frame.df.groupby("unique_id")["ds"].max()
     return last.index[last == frame.last_date].tolist()
 
@@ -87,7 +88,7 @@ def lgbm_forecast_from(model: LGBMModel, frame: ModelFrame, h: int, ids: list[st
                            "y": d["y_filled"].to_numpy()})
     for c in [*model.static_, *model.exog_]:
         new_df[c] = d[c].to_numpy()
-    fut = future_frame(ModelFrame(d, frame.static, frame.exog), ids, h)
+    fut = future_frame(ModelFrame(d, frame.static, frame.exog, frame.manifest), ids, h)
     out = model.predict(h, fut, new_df=new_df)
     return out[["unique_id", "ds", model.name]]
 
@@ -104,34 +105,52 @@ def forecast_from(forecaster: DemandForecaster, frame: ModelFrame, h: int | None
                   lgbm_part: LgbmPart | None = None, stats_part: StatsPart | None = None) -> pd.DataFrame:
     """The champion's forecast for the ``h`` days after ``frame``'s last day, in the policy's input contract.
 
-    Rows ``store_id, product_id, date, horizon, segment, mean, dispersion, shared_dispersion, q0.5..``.
-    ``lgbm_part`` / ``stats_part`` compute the two model components (default: in this process); the Dask batch
-    passes its distributed versions, so the blend and the uncertainty are assembled in one place.
+    Rows ``store_id, product_id, date, horizon, segment, mean, dispersion, shared_dispersion, q0.5..``: the
+    components computed here (the fitted trees on the newest data; the statistical part re-estimated), then the
+    forecaster's own ``forecast`` (the one predict path ``train`` registers: blend, sparse rule, retired items,
+    launches, uncertainty). ``lgbm_part`` / ``stats_part`` compute the two components (default: in this process);
+    the Dask batch passes its distributed versions.
     """
     cfg = forecaster.cfg
     h = h or cfg.horizon
-    ids = active_ids(frame)
+    ids = active_ids(frame, cfg.dead_days)
     if not ids:
         raise DataError(f"no series has data on {frame.last_date.date()}")
-    weights = getattr(forecaster, "weights", None) or kind_weights(forecaster.kind)
     lgbm_part = lgbm_part or _lgbm_local
     if stats_part is None:
         def stats_part(fr: ModelFrame, hh: int, sids: list[str], use_ets: bool) -> pd.DataFrame:
             return StatsModels(7, cfg.ets_model, use_ets).fit(fr).predict(hh, sids)
     lg = lgbm_part(forecaster.lgbm_, frame, h, ids) if forecaster.lgbm_ is not None else None
+    month = getattr(forecaster, "lgbm_month_", None)
+    lg = merge_parts(lg, _lgbm_local(month, frame, h, ids) if month is not None else None)
     st = stats_part(frame, h, ids, forecaster.stats_.use_ets) if forecaster.stats_ is not None else None
-    parts = components(weights, lg, st, same_weekday_mean(frame, ids, h))
-    rule = SegmentRule(new_days=cfg.new_days, slow_mean=cfg.slow_mean,
-                       intermittent_zero_share=cfg.intermittent_zero_share)
-    parts["segment"] = parts["unique_id"].map(segment_series(frame.df, rule=rule)).fillna("fast")
-    mean = parts[["unique_id", "ds", "segment"]].assign(mean=apply_weights(parts, weights))
-    keys = frame.df.drop_duplicates("unique_id").set_index("unique_id")[["store_id", "product_id"]]
-    out = mean.merge(keys, left_on="unique_id", right_index=True)
-    launches = launch_means(frame, out, h, cfg.launch)  # on the menu soon, no series yet: cloned from like items
-    if len(launches):
-        out = pd.concat([out, launches], ignore_index=True)
-    return with_uncertainty(out, forecaster.uncertainty, frame.last_date, cfg.quantiles,
-                            getattr(forecaster, "calibration", None))
+    return contract(forecaster.forecast(frame, h, lg, st, ids), frame.last_date, cfg.quantiles)
+
+
+def forecast_means(forecaster: DemandForecaster, frame: ModelFrame, h: int | None = None) -> pd.DataFrame:
+    """``unique_id, ds, segment, store_id, product_id, mean`` of ``forecast_from`` before the uncertainty: what the
+    replay (``planning/simulate.py``) takes from the registered predict path and fits its own dispersion to."""
+    out = forecast_from(forecaster, frame, h)
+    out = out.rename(columns={"date": "ds"})
+    out["unique_id"] = out["store_id"].astype(str) + "_" + out["product_id"].astype(str)
+    calib = getattr(forecaster, "calibration", None)
+    if calib is not None:  # the replay applies its own calibration: undo the model's level factor
+        from training.calibration import factor_arrays
+
+        out["mean"] = out["mean"] / factor_arrays(calib.factors, out["product_id"])[0]
+    return out[["unique_id", "ds", "segment", "store_id", "product_id", "mean"]]
+
+
+def contract(rows: pd.DataFrame, last_date: pd.Timestamp, quantiles: list[float]) -> pd.DataFrame:
+    """``forecast`` rows -> the policy's input contract (``date``, ``horizon``, integer keys, sorted)."""
+    out = rows.copy()
+    out["date"] = pd.to_datetime(out.pop("ds"))
+    out["horizon"] = (out["date"] - pd.Timestamp(last_date)).dt.days
+    cols = ["store_id", "product_id", "date", "horizon", "segment", "mean", "dispersion", "shared_dispersion",
+            *(["store_dispersion"] if "store_dispersion" in out else []), *[f"q{q}" for q in quantiles]]
+    out["store_id"] = out["store_id"].astype(int)
+    out["product_id"] = out["product_id"].astype(int)
+    return out[cols].sort_values(["store_id", "product_id", "date"], ignore_index=True)
 
 
 def with_uncertainty(
@@ -143,14 +162,7 @@ def with_uncertainty(
     With the model's ``calibration`` (``training.calibration``) the means, the shared variance and the store level
     are corrected first, so the quantiles, the cache and every proposal use the calibrated distribution.
     """
-    out = attach_uncertainty(means, params, quantiles, calibration)
-    out["date"] = pd.to_datetime(out.pop("ds"))
-    out["horizon"] = (out["date"] - pd.Timestamp(last_date)).dt.days
-    cols = ["store_id", "product_id", "date", "horizon", "segment", "mean", "dispersion", "shared_dispersion",
-            *(["store_dispersion"] if "store_dispersion" in out else []), *[f"q{q}" for q in quantiles]]
-    out["store_id"] = out["store_id"].astype(int)
-    out["product_id"] = out["product_id"].astype(int)
-    return out[cols].sort_values(["store_id", "product_id", "date"], ignore_index=True)
+    return contract(attach_uncertainty(means, params, quantiles, calibration), last_date, quantiles)
 
 
 def frame_through(
@@ -159,7 +171,7 @@ def frame_through(
     """The feature store's model frame cut at ``data_date`` (default: its last day); DataError when it cannot be."""
     from training.pipeline import load_frame
 
-    frame = load_frame(features_dir or settings.features.out_dir)
+    frame = load_frame(features_dir or settings.features.out_dir, settings.training)
     last = frame.last_date.date()
     day = data_date or last
     if day > last:

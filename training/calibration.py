@@ -84,6 +84,12 @@ def window_table(preds: pd.DataFrame, frame_df: pd.DataFrame, col: str, params: 
     p = win["segment"].map(lambda s: params.get(s, fallback))
     win["alpha"] = [float(a) for a, _ in p]
     win["shared"] = [float(min(b, a)) for a, b in p]
+    if f"{col}_alpha" in rows:  # the dispersion each origin had, fitted on windows before it: out of sample
+        own = rows.groupby(["unique_id", "cutoff"])[[f"{col}_alpha", f"{col}_shared"]].first()
+        key = pd.MultiIndex.from_frame(win[["unique_id", "cutoff"]])
+        win["alpha"] = own[f"{col}_alpha"].reindex(key).fillna(pd.Series(win["alpha"].to_numpy(), index=key)).to_numpy()
+        b = own[f"{col}_shared"].reindex(key).to_numpy()
+        win["shared"] = np.where(np.isfinite(b), np.minimum(b, win["alpha"]), win["shared"])
     return win
 
 

@@ -65,7 +65,7 @@ def load_feature_store(directory: str | Path) -> tuple[pd.DataFrame, dict]:
     manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
     hourly = d / "hourly"
     if "stockout_hours" in daily and "censored" in daily and hourly.exists() and daily["censored"].any():
-        profile = hourly_profile(pd.read_parquet(hourly, columns=["store_id", "date", "local_hour", "qty"]))
+        profile = hourly_profiles_before(pd.read_parquet(hourly, columns=["store_id", "date", "local_hour", "qty"]))
         daily["share_before"] = share_before_stockout(daily, profile)
     return daily, manifest
 
@@ -83,18 +83,47 @@ def hourly_profile(hourly: pd.DataFrame) -> pd.DataFrame:
     return prof[tot > 0].div(tot[tot > 0], axis=0)
 
 
+def hourly_profiles_before(hourly: pd.DataFrame) -> pd.DataFrame:
+    """``hourly_profile`` for each month from the hourly sales of the months *before* it only (index ``month,
+    store_id, dow``): unconstraining a censored day never reads that day's or later hours, so a backtest cutoff
+    inside the history sees no profile built from its own future. The first month has none (its censored days
+    fall back to the imputation)."""
+    h = hourly.assign(dow=pd.to_datetime(hourly["date"]).dt.dayofweek,
+                      month=pd.to_datetime(hourly["date"]).dt.to_period("M"))
+    m = h.groupby(["month", "store_id", "dow", "local_hour"])["qty"].sum().unstack(fill_value=0.0)
+    m = m.reindex(columns=range(24), fill_value=0.0).astype(float)
+    months = sorted(m.index.get_level_values("month").unique())
+    parts, acc = [], None
+    for mon in months:
+        if acc is not None:
+            tot = acc.sum(axis=1)
+            prof = acc[tot > 0].div(tot[tot > 0], axis=0)
+            parts.append(pd.concat({mon: prof}, names=["month"]))
+        cur = m.xs(mon, level="month")
+        acc = cur if acc is None else acc.add(cur, fill_value=0.0)
+    if not parts:
+        return pd.DataFrame(columns=range(24), index=pd.MultiIndex.from_arrays([[], [], []],
+                                                                                names=["month", "store_id", "dow"]))
+    return pd.concat(parts)
+
+
 def share_before_stockout(daily: pd.DataFrame, profile: pd.DataFrame) -> pd.Series:
     """Share of the day's demand that falls before the stockout, for censored rows with ``stockout_hours`` > 0.
 
     ``stockout_hours`` are the last open hours of the day out of stock (fractional: linear within an hour); the
-    open hours are the profile's non-zero hours. NaN where unknown (not censored, no stockout time, no profile).
+    open hours are the profile's non-zero hours. ``profile``: by ``store_id, dow`` or by ``month, store_id, dow``
+    (``hourly_profiles_before``). NaN where unknown (not censored, no stockout time, no profile).
     """
     out = pd.Series(np.nan, index=daily.index, dtype=float)
     rows = daily["censored"].fillna(False).astype(bool) & (daily["stockout_hours"].fillna(0) > 0)
     if not rows.any() or profile.empty:
         return out
     sub = daily.loc[rows]
-    key = pd.MultiIndex.from_arrays([sub["store_id"].to_numpy(), pd.to_datetime(sub["date"]).dt.dayofweek.to_numpy()])
+    dates = pd.to_datetime(sub["date"])
+    arrays = [sub["store_id"].to_numpy(), dates.dt.dayofweek.to_numpy()]
+    if profile.index.nlevels == 3:  # by month, from earlier months only (hourly_profiles_before)
+        arrays.insert(0, dates.dt.to_period("M").to_numpy())
+    key = pd.MultiIndex.from_arrays(arrays)
     prof = profile.reindex(key).to_numpy()  # (k, 24), NaN rows where the store x weekday has no profile
     known = ~np.isnan(prof).any(axis=1)
     rev = np.zeros_like(prof)

@@ -33,7 +33,7 @@ from forecasting.cluster import dask_client, worker_count
 from forecasting.config import Settings
 from training.data import ModelFrame
 from training.forecaster import DemandForecaster
-from training.models import STAT_NAMES, LGBMModel, same_weekday_mean
+from training.models import ID_CODES, STAT_NAMES, LGBMModel, same_weekday_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     import dask.dataframe as dd
@@ -158,10 +158,14 @@ class DaskLGBMModel:
         d = frame.df
         self.static_ = list(frame.static)
         self.exog_ = list(frame.exog)
+        weight = d["weight"].to_numpy(float) if "weight" in d else np.where(d["censored"], 0.0, 1.0)
         train = pd.DataFrame({"unique_id": d["unique_id"].to_numpy(), "ds": d["ds"].to_numpy(),
-                              "y": d["y_filled"].to_numpy(), "weight": np.where(d["censored"], 0.0, 1.0)})
+                              "y": d["y_filled"].to_numpy(), "weight": weight})
         for c in [*self.static_, *self.exog_]:
             train[c] = d[c].to_numpy()
+        self.local.codes_ = {c: pd.Index(pd.unique(train[c].dropna())).sort_values() for c in ID_CODES
+                             if c in self.static_}
+        train = self.local._encode(train)  # dense id codes, as the local model
         # features = input columns minus id/time/target/weight, in order: the static ids are the first ones
         cats = [i for i, c in enumerate([*self.static_, *self.exog_]) if c in ("store_id", "product_id")]
         n_series = d["unique_id"].nunique()
@@ -202,6 +206,7 @@ class DaskLGBMModel:
                         self.local.seed)
         loc.mlf_, loc.static_, loc.exog_ = self.mlf_.to_local(), list(self.static_), list(self.exog_)
         loc.mlfs_ = {"recursive": loc.mlf_}
+        loc.codes_ = dict(self.local.codes_)
         return loc
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from forecasting.errors import ConfigError
 from training.data import ModelFrame
+from training.future import future_frame  # noqa: F401  (the one future builder; imported from here by callers)
 
 DEFAULT_LGBM: dict[str, Any] = {
     "objective": "tweedie",
@@ -33,41 +34,6 @@ DEFAULT_LGBM: dict[str, Any] = {
     "reg_lambda": 1.0,
 }
 STAT_NAMES = ("seasonal_naive", "auto_ets", "croston")
-
-
-def future_frame(frame: ModelFrame, ids: list[str], h: int, source: pd.DataFrame | None = None) -> pd.DataFrame:
-    """``unique_id, ds`` (+ exogenous) for the ``h`` days after each series' last date.
-
-    Known-in-advance values come from ``source`` (e.g. the full panel in a backtest, or a future-features frame);
-    when absent they are extended from the last row (calendar counters advance, flags hold) so prediction still runs.
-    """
-    last = frame.df.groupby("unique_id")["ds"].max().loc[ids]
-    steps = np.arange(1, h + 1)
-    fut = pd.DataFrame(
-        {
-            "unique_id": np.repeat(last.index.to_numpy(), h),
-            "ds": np.repeat(last.to_numpy(), h) + np.tile(steps, len(last)) * pd.Timedelta(days=1),
-        }
-    )
-    if not frame.exog:
-        return fut
-    if source is not None:
-        fut = fut.merge(source[["unique_id", "ds", *frame.exog]], on=["unique_id", "ds"], how="left")
-    else:
-        fut = fut.assign(**{c: np.nan for c in frame.exog})
-    lastrow = frame.df.sort_values("ds").groupby("unique_id")[frame.exog].last()
-    for c in frame.exog:
-        fill = fut["unique_id"].map(lastrow[c])
-        if c.startswith("days_since"):
-            fill = fill + np.tile(steps, len(last))
-        elif c in ("day_of_week", "dow", "weekday"):
-            fill = fut["ds"].dt.dayofweek.astype(float)
-        elif c == "is_weekend":
-            fill = (fut["ds"].dt.dayofweek >= 5).astype(float)
-        elif c in ("day_of_month", "month_of_year"):
-            fill = (fut["ds"].dt.day if c == "day_of_month" else fut["ds"].dt.month).astype(float)
-        fut[c] = fut[c].fillna(fill).astype(float)
-    return fut
 
 
 CALENDAR = ("dayofweek", "day")  # what the recursive strategy passes to mlforecast as date_features
@@ -156,6 +122,7 @@ def month_lag_features(
     return out
 
 
+ID_CODES = ("store_id", "product_id")  # static ids LightGBM gets as dense categorical codes (LGBMModel._encode)
 MISSING = 1e9  # direct strategy: what a missing exogenous value becomes (e.g. days_since_launch of an old product)
 
 
@@ -184,7 +151,9 @@ class LGBMModel:
         seed: int = 42,
         month_lags: list[int] | None = None,
         month_lag_levels: tuple[str, ...] | list[str] = MONTH_LAG_LEVELS,
+        name: str = "lightgbm",
     ) -> None:
+        self.name = name  # the output column (``lightgbm_month``: the month-lag candidate of the blend)
         if strategy not in ("auto", "recursive", "direct", "both"):
             raise ValueError("strategy must be auto, recursive, direct or both")
         if month_lags and horizon > MONTH_LAG_INFO_DAYS:
@@ -248,11 +217,15 @@ class LGBMModel:
                 "unique_id": d["unique_id"],
                 "ds": d["ds"],
                 "y": d["y_filled"],
-                "weight": np.where(d["censored"], 0.0, 1.0),
+                # the frame's training weight (training.data: unconstrained censored days -> censored_weight,
+                # imputed ones 0); a frame without it trains on uncensored days only
+                "weight": d["weight"].to_numpy(float) if "weight" in d else np.where(d["censored"], 0.0, 1.0),
             }
         )
         for c in [*self.static_, *self.exog_]:
             train[c] = d[c].to_numpy()
+        self.codes_ = {c: pd.Index(pd.unique(train[c].dropna())).sort_values() for c in ID_CODES if c in self.static_}
+        train = self._encode(train)
         self.derived_: list[str] = []
         self.hist_: pd.DataFrame | None = None
         if self.month_lags:
@@ -282,6 +255,21 @@ class LGBMModel:
             self.mlfs_[kind] = mlf
         self.mlf_ = self.mlfs_[kinds[0]]
         return self
+
+    def _encode(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Store and product ids as dense integer codes 0..n-1 (unknown ids -> -1, LightGBM's missing category).
+
+        Why: LightGBM sizes a categorical feature by its largest value, so ids hashed from text keys (up to 2^31)
+        exhausted memory (22 GB on a 94-series log); codes keep it bounded by the data, whatever the source's keys.
+        """
+        codes = getattr(self, "codes_", {})
+        if not codes:
+            return df
+        df = df.copy()
+        for c, idx in codes.items():
+            if c in df:
+                df[c] = idx.get_indexer(df[c]).astype("int32")
+        return df
 
     @staticmethod
     def _history(df: pd.DataFrame) -> pd.DataFrame:
@@ -345,6 +333,8 @@ class LGBMModel:
             else:
                 hist = self.hist_
             x_df = self._with_derived(x_df, hist)
+        if new_df is not None:
+            new_df = self._encode(new_df)
         outs = []
         for kind, mlf in self.mlfs_.items():
             kw: dict[str, Any] = {"h": h, "X_df": self._x(kind, x_df)}

@@ -13,24 +13,28 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 import yaml
 
 from forecasting.config import Settings, TrainingConfig, resolve_path
 from forecasting.errors import ConfigError, DataError
 from training import tracking
-from training.backtest import Backtester, BacktestResult, lgbm_params
+from training.backtest import Backtester, BacktestResult, lgbm_params, per_series
 from training.calibration import fit_calibration
-from training.data import ModelFrame, load_feature_store, to_model_frame
+from training.data import ModelFrame, UnconstrainRule, load_feature_store, to_model_frame
 from training.forecaster import DemandForecaster
 from training.source import EvalSources, load_eval_sources
 
 Progress = Callable[[str], None]
 
 
-def load_frame(features_dir: str | Path) -> ModelFrame:
+def load_frame(features_dir: str | Path, cfg: TrainingConfig | None = None) -> ModelFrame:
+    """The model frame of a feature store; ``cfg`` gives the censoring rule (``training.censored_min_share`` /
+    ``censored_weight``; the defaults otherwise)."""
     daily, manifest = load_feature_store(resolve_path(features_dir))
-    return to_model_frame(daily, manifest)
+    rule = None if cfg is None else UnconstrainRule(min_share=cfg.censored_min_share, weight=cfg.censored_weight)
+    return to_model_frame(daily, manifest, rule)
 
 
 def eval_sources(db: str | None, settings: Settings, since: pd.Timestamp | None = None) -> EvalSources:
@@ -114,6 +118,16 @@ def run_backtest(
     return result
 
 
+def log_per_series(result: BacktestResult) -> None:
+    """Per-series backtest results (``training.backtest.per_series``) as ``backtest/per_series.parquet``."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "per_series.parquet"
+        per_series(result.preds, [*result.models, "final"]).to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), "backtest")
+
+
 def _log_run_common(settings: Settings, frame: ModelFrame, params: dict[str, Any], job: str) -> None:
     cfg = settings.training
     tracking.log_common(
@@ -138,6 +152,7 @@ def backtest_job(
         with tracking.start_run("backtest", started) as run:
             _log_run_common(settings, frame, params, "backtest")
             result.metrics["headline"] = tracking.log_backtest(result, sources=sources)
+            log_per_series(result)
             mlflow.set_tags({"job": "backtest", "backtest_fingerprint": result.metrics["fingerprint"],
                              "final_model": result.metrics["final"]})
             mlflow.log_metrics({f"time.{k}": v for k, v in result.timings.items()})
@@ -168,6 +183,7 @@ def train_job(
     with tracking.start_run(f"train-{label}", started) as run:
         _log_run_common(settings, frame, params, "train")
         head = tracking.log_backtest(result, sources=sources)
+        log_per_series(result)
         mlflow.log_metrics({f"time.{k}": v for k, v in result.timings.items()} | {"time.final_fit": fit_s})
         imp = model.feature_importance()
         if imp is not None:
@@ -212,9 +228,12 @@ def _importance_figure(imp: pd.Series):
     return fig
 
 
+PROMOTE_KEYS = ("window_spl", "window_bias", "wape", "coverage_80", "coverage_95")
+
+
 def _run_metrics(client, run_id: str, model: str) -> dict[str, float]:
     m = client.get_run(run_id).data.metrics
-    return {k: m.get(f"bt.models.{model}.{k}", float("nan")) for k in ("wape", "coverage_80", "coverage_95")}
+    return {k: m.get(f"bt.models.{model}.{k}", float("nan")) for k in PROMOTE_KEYS}
 
 
 def promote_job(
@@ -254,10 +273,17 @@ def promote_job(
     ch_fp = client.get_run(chall.run_id).data.tags.get("backtest_fingerprint")
     in_band = (rule.coverage_80[0] <= ch["coverage_80"] <= rule.coverage_80[1]
                and rule.coverage_95[0] <= ch["coverage_95"] <= rule.coverage_95[1])
-    decision = {"challenger": int(chall.version), "challenger_metrics": ch, "coverage_in_band": bool(in_band)}
+    key = rule.metric
+    if key == "window_spl" and not np.isfinite(ch.get("window_spl", np.nan)):
+        key = "wape"  # a run logged before the window loss existed
+    unbiased = key != "window_spl" or abs(ch.get("window_bias", 0.0)) <= rule.max_bias
+    guard = "" if unbiased else (f"; window totals biased {ch['window_bias']:+.1%}, outside the "
+                                 f"+-{rule.max_bias:.0%} guard")
+    decision = {"challenger": int(chall.version), "challenger_metrics": ch, "coverage_in_band": bool(in_band),
+                "metric": key, "bias_ok": bool(unbiased)}
     if champ is None:
-        ok = in_band
-        reason = f"no champion yet; coverage {'in' if in_band else 'out of'} band"
+        ok = in_band and unbiased
+        reason = f"no champion yet; coverage {'in' if in_band else 'out of'} band{guard}"
     elif int(champ.version) == int(chall.version):
         ok, reason = False, "challenger already is the champion"
     else:
@@ -273,14 +299,17 @@ def promote_job(
             res = run_backtest(frame, champ_cfg, sources, champ_params, progress=progress)
             if res.metrics["fingerprint"] != ch_fp:
                 raise DataError("challenger was backtested on other data: re-run `replenish train` first")
-            base = {k: res.metrics["models"]["final"].get(k, float("nan")) for k in ("wape", "coverage_80",
-                                                                                      "coverage_95")}
+            base = {k: res.metrics["models"]["final"].get(k, float("nan")) for k in PROMOTE_KEYS}
             how = "champion re-backtested on the challenger's data"
-        gain = (base["wape"] - ch["wape"]) / base["wape"] if base["wape"] > 0 else 0.0
-        decision.update(champion=int(champ.version), champion_metrics=base, rel_improvement=gain, compared_by=how)
-        ok = gain >= rule.min_rel_improvement and in_band
-        reason = (f"WAPE {ch['wape']:.4f} vs champion {base['wape']:.4f} ({gain:+.2%}, need >= "
-                  f"{rule.min_rel_improvement:.0%}); coverage {'in' if in_band else 'out of'} band")
+        if not np.isfinite(base.get(key, np.nan)):
+            key = "wape"
+        gain = (base[key] - ch[key]) / base[key] if base[key] > 0 else 0.0
+        decision.update(champion=int(champ.version), champion_metrics=base, rel_improvement=gain, compared_by=how,
+                        metric=key)
+        ok = gain >= rule.min_rel_improvement and in_band and unbiased
+        loss_name = {"window_spl": "window pinball loss", "wape": "WAPE"}[key]
+        reason = (f"{loss_name} {ch[key]:.4f} vs champion {base[key]:.4f} ({gain:+.2%}, need >= "
+                  f"{rule.min_rel_improvement:.0%}); coverage {'in' if in_band else 'out of'} band{guard}")
     if force and not ok:
         ok, reason = True, f"forced ({reason})"
     decision.update(promoted=ok, reason=reason)

@@ -1,6 +1,8 @@
-"""``replenish tune``: Optuna (seeded TPE + median pruner) over LightGBM parameters, scored by backtest WAPE.
+"""``replenish tune``: Optuna (seeded TPE + median pruner) over LightGBM parameters, scored by the selection loss.
 
-Each trial walks the tuning origins oldest first and reports the running WAPE after each, so the pruner stops weak
+The objective is the one the final blend and ``promote`` use (``training.blend``: scaled pinball of protection-window
+totals at the policy's service levels, ``training.selection``), not WAPE, which rewards under-forecasting. Each trial
+walks the tuning origins oldest first and reports the running loss after each, so the pruner stops weak
 trials early. Only LightGBM is fitted (no baselines, no calibration): tuning targets the point forecast.
 
 Why the origins sit before the backtest's: parameters chosen on the windows the backtest later scores would make the
@@ -28,7 +30,7 @@ import yaml
 from forecasting.config import Settings, resolve_path
 from forecasting.errors import ConfigError, DataError
 from training import tracking
-from training.backtest import MIN_TRAIN_DAYS, Backtester, lgbm_params
+from training.backtest import MIN_TRAIN_DAYS, Backtester, lgbm_params, selection_loss
 from training.data import ModelFrame
 from training.pipeline import Progress, read_tuned
 
@@ -87,25 +89,23 @@ def tune_job(
     def objective(trial: optuna.Trial) -> float:
         params = {**base, **suggest(trial)}
         bt = Backtester(cfg, params, with_stats=False)
-        abs_err = total = 0.0
+        seen = []
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
             mlflow.log_params(params)
             for i, c in enumerate(cuts):
-                p = bt.forecast_at(frame, c, h)
-                p = p[~p["censored"]]
-                abs_err += float((p["lightgbm"] - p["y"]).abs().sum())
-                total += float(p["y"].sum())
-                wape = abs_err / total if total > 0 else float("nan")
-                mlflow.log_metric("wape", wape, step=i)
-                trial.report(wape, i)
+                seen.append(bt.forecast_at(frame, c, h))
+                loss = selection_loss(pd.concat(seen, ignore_index=True), "lightgbm", cfg.selection)
+                mlflow.log_metric("window_spl", loss, step=i)
+                trial.report(loss, i)
                 if trial.should_prune():
                     mlflow.set_tag("pruned", "true")
                     if progress:
-                        progress(f"trial {trial.number + 1} of {trials}: stopped early (WAPE {wape:.4f})")
+                        progress(f"trial {trial.number + 1} of {trials}: stopped early (window pinball loss "
+                                 f"{loss:.4f})")
                     raise optuna.TrialPruned()
             if progress:
-                progress(f"trial {trial.number + 1} of {trials}: WAPE {wape:.4f}")
-        return wape
+                progress(f"trial {trial.number + 1} of {trials}: window pinball loss {loss:.4f}")
+        return loss
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
@@ -126,17 +126,18 @@ def tune_job(
         best = {k: (int(v) if isinstance(v, (int, np.integer)) else float(v)) for k, v in study.best_params.items()}
         better = study.best_value <= baseline * (1 - tcfg.min_rel_improvement)
         gain = (baseline - study.best_value) / baseline if baseline > 0 and np.isfinite(baseline) else 0.0
-        mlflow.log_metrics({f"{tracking.HEADLINE}.best_wape": study.best_value,
-                            f"{tracking.HEADLINE}.current_wape": baseline,
+        mlflow.log_metrics({f"{tracking.HEADLINE}.best_window_spl": study.best_value,
+                            f"{tracking.HEADLINE}.current_window_spl": baseline,
                             f"{tracking.HEADLINE}.rel_improvement": gain})
         mlflow.set_tag("recommended", str(better).lower())
         mlflow.set_tag("mlflow.note.content",
-                       f"Best of {len(study.trials)} trials: WAPE {study.best_value:.4f} vs {baseline:.4f} with the "
+                       f"Best of {len(study.trials)} trials: window pinball loss {study.best_value:.4f} vs "
+                       f"{baseline:.4f} with the "
                        f"current parameters ({gain:+.1%}) on the tuning origins "
                        f"{', '.join(str(c.date()) for c in cuts)}. "
                        f"{'Worth applying' if better else 'Not worth applying'} (threshold "
                        f"{tcfg.min_rel_improvement:.0%}): `replenish tune apply {run.info.run_id}`.")
-        doc = {"lgbm": best, "best_wape": float(study.best_value), "current_wape": baseline,
+        doc = {"lgbm": best, "best_window_spl": float(study.best_value), "current_window_spl": baseline,
                "trials": len(study.trials), "origins": [str(c.date()) for c in cuts], "horizon": h}
         mlflow.log_dict(doc, "tuned_lgbm.json")
     return {"run_id": run.info.run_id, "best_value": float(study.best_value), "current_value": baseline,
