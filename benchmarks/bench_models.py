@@ -58,7 +58,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="write the result JSON here")
     a = ap.parse_args()
     settings = load_settings()
-    frame = load_frame(a.features or settings.features.out_dir)
+    frame = load_frame(a.features or settings.features.out_dir, settings.training)
     if a.strategies:
         res = strategies(settings, frame)
     else:

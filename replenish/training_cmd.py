@@ -26,7 +26,7 @@ def _inputs(
     from training.pipeline import eval_sources, load_frame
 
     cfg = settings(config)
-    frame = load_frame(features or cfg.features.out_dir)
+    frame = load_frame(features or cfg.features.out_dir, cfg.training)
     t = cfg.training
     days = (horizon or t.horizon) * (1 + t.calib_windows) + (step or t.step_days) * max(origins or 0, t.origins) + 1
     return cfg, frame, eval_sources(db, cfg, frame.last_date - pd.Timedelta(days=days))
@@ -182,7 +182,7 @@ def promote(
 
     cfg = settings(config)
     fdir = resolve_path(features or cfg.features.out_dir)
-    frame = load_frame(fdir) if Path(fdir).exists() else None
+    frame = load_frame(fdir, cfg.training) if Path(fdir).exists() else None
     sources = eval_sources(db, cfg) if frame is not None else EvalSources()
     out = promote_job(cfg, version, frame, sources, progress=_say, force=force)
     if as_json:

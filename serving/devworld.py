@@ -58,7 +58,7 @@ def build(root: str | Path, scenario: str = "configs/scenarios/small.yaml", prog
     from training.pipeline import load_frame
 
     # The final fit only (no backtest): the API needs a registered champion, not evidence that it is good.
-    frame = load_frame(s.features.out_dir)
+    frame = load_frame(s.features.out_dir, s.training)
     model = DemandForecaster(s.training, "lightgbm", s.training.lgbm, {"all": (0.3, 0.05)}).fit(frame)
     tracking.setup(s.mlflow.tracking_uri, s.training.experiment)
     with mlflow.start_run(run_name="serving-world"):
