@@ -271,4 +271,6 @@ class DemandForecaster:
         return out[cols].sort_values(["unique_id", "ds"], ignore_index=True)
 
     def feature_importance(self) -> pd.Series | None:
-        return self.lgbm_.feature_importance() if self.lgbm_ is not None else None
+        """The LightGBM part's importances (the month-lag one when the blend uses only that); None without one."""
+        part = self.lgbm_ if self.lgbm_ is not None else self.lgbm_month_
+        return part.feature_importance() if part is not None else None
