@@ -183,6 +183,23 @@ def throughput(url: str, bodies: list[bytes], concurrency: int, seconds: float, 
     return out
 
 
+def prepare_world(world_arg: str | None, prefix: str) -> tuple[Path, Path]:
+    """A temp folder and a serving dev world ready to serve (built there unless ``world_arg`` names one)."""
+    sys.path.insert(0, str(ROOT))
+    from serving import devworld
+
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    world = Path(world_arg) if world_arg else tmp / "world"
+    if not (world / "config.yaml").exists():
+        devworld.build(world, progress=lambda m: print(m, file=sys.stderr))
+    # The build leaves this process with millions of objects (MLflow, LightGBM, pandas); a full collection of them
+    # in the client would stall reading 120 kB answers for hundreds of ms and be counted against the server.
+    gc.collect()
+    gc.freeze()
+    devworld.write_config(world, poll_interval_s=30)
+    return tmp, world
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--world", help="an existing serving.devworld folder (default: build one in a temp folder)")
@@ -192,18 +209,7 @@ def main() -> None:
     ap.add_argument("--variants", type=int, default=1000, help="request bodies with different counts to cycle through")
     ap.add_argument("--json", action="store_true", help="print the results as one JSON object")
     args = ap.parse_args()
-    sys.path.insert(0, str(ROOT))
-    from serving import devworld
-
-    tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
-    world = Path(args.world) if args.world else tmp / "world"
-    if not (world / "config.yaml").exists():
-        devworld.build(world, progress=lambda m: print(m, file=sys.stderr))
-    # The build leaves this process with millions of objects (MLflow, LightGBM, pandas); a full collection of them
-    # in the client would stall reading 120 kB answers for hundreds of ms and be counted against the server.
-    gc.collect()
-    gc.freeze()
-    devworld.write_config(world, poll_interval_s=30)
+    tmp, world = prepare_world(args.world, "bench-api-")
     env = {**os.environ, "REPLENISH_CONFIG": str(world / "config.yaml"), "PYTHONPATH": str(ROOT)}
     env.pop("REPLENISH_API_TOKEN", None)
     results: dict = {"world": str(world), "cpus": os.cpu_count()}

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import os
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -27,7 +25,7 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_api import ROOT, open_loop, serve, stop  # noqa: E402
+from bench_api import ROOT, open_loop, prepare_world, serve, stop  # noqa: E402
 
 
 def _post(url: str, body: bytes) -> dict:
@@ -67,16 +65,7 @@ def main() -> None:
     ap.add_argument("--variants", type=int, default=1000)
     ap.add_argument("--json", action="store_true", help="print the results as one JSON object")
     args = ap.parse_args()
-    sys.path.insert(0, str(ROOT))
-    from serving import devworld
-
-    tmp = Path(tempfile.mkdtemp(prefix="bench-soak-"))
-    world = Path(args.world) if args.world else tmp / "world"
-    if not (world / "config.yaml").exists():
-        devworld.build(world, progress=lambda m: print(m, file=sys.stderr))
-    gc.collect()
-    gc.freeze()  # the client's own build objects must not stall it (as in bench_api)
-    devworld.write_config(world, poll_interval_s=30)
+    tmp, world = prepare_world(args.world, "bench-soak-")
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "REPLENISH_CONFIG": str(world / "config.yaml"), "PYTHONPATH": path}
     env.pop("REPLENISH_API_TOKEN", None)

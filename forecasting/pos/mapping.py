@@ -16,7 +16,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from forecasting.config import read_yaml, resolve_path
 from forecasting.errors import ConfigError, DataError
@@ -287,20 +287,12 @@ class Supplier(_Strict):
     delivery_weekdays: str = "Mon,Tue,Wed,Thu,Fri,Sat"
     order_cutoff: str = Field("14:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
 
-    @field_validator("delivery_weekdays")
+    @field_validator("delivery_weekdays", "order_cutoff")
     @classmethod
-    def _weekdays(cls, v: str) -> str:
+    def _schedule(cls, v: str, info: ValidationInfo) -> str:
+        """Checked by the parsers the replenishment schedule uses, so what loads here also plans."""
         try:
-            parse_weekdays(v)
-        except DataError as exc:
-            raise ValueError(str(exc)) from None
-        return v
-
-    @field_validator("order_cutoff")
-    @classmethod
-    def _cutoff(cls, v: str) -> str:
-        try:
-            parse_cutoff(v)
+            (parse_weekdays if info.field_name == "delivery_weekdays" else parse_cutoff)(v)
         except DataError as exc:
             raise ValueError(str(exc)) from None
         return v

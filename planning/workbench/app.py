@@ -97,6 +97,15 @@ def create_app(settings: Settings, engine=None, schema=None) -> Starlette:
         except ValueError:
             raise DataError(f"{request.path_params['day']!r} is not a date (YYYY-MM-DD, 1900-9000)") from None
 
+    def page_day(request: Request) -> date | Response:
+        """The date of a planner's page, or the answer instead of the page (sign-in, or a bad date)."""
+        if (r := need(request, PLANNER, page=True)) is not None:
+            return r
+        try:
+            return day(request)
+        except DataError as exc:
+            return HTMLResponse(pages.page("Bad date", "Bad date", "", pages.esc(exc)), 400)
+
     def error(exc: ReplenishError) -> Response:
         return _json({"error": str(exc)}, getattr(exc, "status", 400))
 
@@ -121,23 +130,15 @@ def create_app(settings: Settings, engine=None, schema=None) -> Starlette:
         return RedirectResponse(f"{base(request)}/d/{d}{suffix}", status_code=303)
 
     def overview(request: Request) -> Response:
-        if (r := need(request, PLANNER, page=True)) is not None:
-            return r
-        try:
-            d = day(request)
-        except DataError as exc:
-            return HTMLResponse(pages.page("Bad date", "Bad date", "", pages.esc(exc)), 400)
+        if isinstance(d := page_day(request), Response):
+            return d
         days = data.store_days(*db(), d)
         return HTMLResponse(pages.overview(base(request), d, days, data.chain_totals(days), user_of(request, PLANNER),
                                            request.query_params.get("msg")))
 
     def store_view(request: Request) -> Response:
-        if (r := need(request, PLANNER, page=True)) is not None:
-            return r
-        try:
-            d = day(request)
-        except DataError as exc:
-            return HTMLResponse(pages.page("Bad date", "Bad date", "", pages.esc(exc)), 400)
+        if isinstance(d := page_day(request), Response):
+            return d
         sid = int(request.path_params["store"])
         eng, sch = db()
         got = data.store_days(eng, sch, d, sid)
