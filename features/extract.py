@@ -29,9 +29,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import ColumnElement, Select
 
-from forecasting.db import existing_tables
 from forecasting.errors import DataError
-from forecasting.schema import TRUTH_TABLES, SourceSchema
+from forecasting.source.db import existing_tables
+from forecasting.source.schema import TRUTH_TABLES, SourceSchema
 
 REQUIRED = ("stores", "products", "orders", "order_items")
 

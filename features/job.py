@@ -37,10 +37,10 @@ from features.registry import SCHEMAS, dataset_schema, feature_registry, schema_
 from features.store import FeatureStore, Staging, month_key
 from features.validate import Quarantine, local_dates, write_quarantine
 from forecasting.config import PROJECT_ROOT, FeaturesConfig, load_settings
-from forecasting.db import safe_url
 from forecasting.errors import ConfigError, DataError
-from forecasting.pos.calendar import source_calendar
-from forecasting.schema import SourceSchema
+from forecasting.source.db import safe_url
+from forecasting.source.pos.calendar import source_calendar
+from forecasting.source.schema import SourceSchema
 
 Progress = Callable[[str, int, int], None]
 DATASETS = list(SCHEMAS)

@@ -31,14 +31,14 @@ import pandas as pd
 from sqlalchemy import Engine, and_, select
 
 from forecasting.config import ReplenishmentConfig, Settings, resolve_path
-from forecasting.db import existing_tables
 from forecasting.errors import DataError
-from forecasting.metrics import mean_interval, paired_difference
-from forecasting.policy import assess_count, resolve_policy
-from forecasting.proposal import propose
-from forecasting.schedule import DeliverySchedule, order_window
-from forecasting.schema import SourceSchema
-from forecasting.simulation import DayState, DeliveryRisk, MaterialCosts, Recipes, SimulationResult, replay
+from forecasting.evaluation.metrics import mean_interval, paired_difference
+from forecasting.evaluation.simulation import DayState, DeliveryRisk, MaterialCosts, Recipes, SimulationResult, replay
+from forecasting.inventory.policy import assess_count, resolve_policy
+from forecasting.inventory.proposal import propose
+from forecasting.inventory.schedule import DeliverySchedule, order_window
+from forecasting.source.db import existing_tables
+from forecasting.source.schema import SourceSchema
 from planning.inputs import read, read_table
 
 POLICIES = ("ours", "incumbent", "seasonal_naive", "oracle")

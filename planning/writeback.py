@@ -17,8 +17,8 @@ import pandas as pd
 from sqlalchemy import Engine, and_, inspect, select, text
 from sqlalchemy.exc import OperationalError
 
-from forecasting.db import ensure_schemas
-from forecasting.schema import LIFECYCLE_TABLES, SourceSchema
+from forecasting.source.db import ensure_schemas
+from forecasting.source.schema import LIFECYCLE_TABLES, SourceSchema
 
 OVERRIDE_COLS = ("planner_qty", "override_reason", "overridden_by", "overridden_at")
 DEADLOCK_RETRIES = 5

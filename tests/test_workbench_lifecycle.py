@@ -18,7 +18,7 @@ from starlette.routing import Mount
 from starlette.testclient import TestClient
 from test_plan_world import SmallWorld, small_world
 
-from forecasting.db import open_source
+from forecasting.source.db import open_source
 from planning import lifecycle
 from planning.plan import run_plan
 from planning.workbench.app import create_app
