@@ -9,8 +9,8 @@ import pytest
 
 from features.job import build_features
 from forecasting.config import load_settings, shared_data_path
-from forecasting.db import open_source
-from forecasting.pos import import_pos
+from forecasting.source.db import open_source
+from forecasting.source.pos import import_pos
 
 ROOT = Path(__file__).resolve().parent.parent
 MAVEN = shared_data_path("maven_coffee_shop_sales.csv.gz")
