@@ -98,9 +98,9 @@ def write_proposals(
     engine's new number differs from one of them it is recorded in ``replan_packs`` (an exception for the planner,
     never a silent change). A line for a material such a store did not have is not added either (a lone draft line
     in an approved store could never be approved or released): it is returned in ``held_new`` as
-    ``(store_id, material_id, packs)`` so the command can say "reopen the store to take it". Overrides on a rewritten line are carried over.
-    ``hook(n)`` runs after the delete
-    (n = 0) and after each inserted batch (n rows so far): tests use it to fail mid-write.
+    ``(store_id, material_id, packs)`` so the command can say "reopen the store to take it". Overrides on a
+    rewritten line are carried over. ``hook(n)`` runs after the delete (n = 0) and after each inserted batch (n rows
+    so far): tests use it to fail mid-write.
 
     Why a retry: two plans for the same new date on MariaDB both take gap locks with their delete and then block
     each other's insert; InnoDB rolls one back (deadlock 1213). That one is re-run whole, after the other committed,
