@@ -52,16 +52,18 @@ def _params(cfg, quiet: bool = False) -> None:
 def _table(models: dict) -> None:
     from rich.table import Table
 
-    tab = Table("model", "WAPE", "MASE", "bias", "80% interval held", "95% interval held", "scaled pinball",
-                title="Backtest, store x product x day (WAPE: share of units mis-forecast; lower is better)")
+    tab = Table("model", "WAPE", "WAPE of mean", "MASE", "bias", "80% interval held", "95% interval held",
+                "scaled pinball",
+                title="Backtest, store x product x day (WAPE: share of units mis-forecast by the predictive median; "
+                      "lower is better)")
 
     def f(v, pct: bool = False):
         return "" if v is None else (f"{v:.1%}" if pct else f"{v:.3f}")
 
     for name, m in models.items():
         label = f"final ({m['model']})" if name == "final" else name
-        tab.add_row(label, f(m.get("wape")), f(m.get("mase")), f(m.get("bias")), f(m.get("coverage_80"), True),
-                    f(m.get("coverage_95"), True), f(m.get("spl")))
+        tab.add_row(label, f(m.get("wape")), f(m.get("wape_mean")), f(m.get("mase")), f(m.get("bias")),
+                    f(m.get("coverage_80"), True), f(m.get("coverage_95"), True), f(m.get("spl")))
     console.print(tab)
 
 
