@@ -293,7 +293,7 @@ class Backtester:
         return learn_weights(rows, cands, SEGMENTS, window_days=sel.window_days, levels=sel.service_levels,
                              tolerance=sel.tolerance, power=sel.power, max_bias=sel.max_bias,
                              shrink_windows=sel.shrink_windows, min_cutoffs=min(3, self.cfg.blend_windows),
-                             report=report)
+                             method=sel.method, steps=sel.steps, report=report)
 
     @property
     def candidates(self) -> list[str]:
