@@ -230,3 +230,13 @@ def test_hourly_profile_for_unconstraining_reads_earlier_months_only():
     share = share_before_stockout(daily, prof)
     assert np.isnan(share.iloc[0])  # January: no earlier month
     assert share.iloc[1] == pytest.approx(42 / 48)  # out for the last 6 open hours (1 unit each of 48 a day)
+
+
+def test_promote_compares_wape_as_the_champion_run_scored_it():
+    """A champion logged before ``wape_mean`` scored ``wape`` on the mean: the challenger's mean WAPE is compared."""
+    from training.pipeline import _same_wape
+
+    ch = {"wape": 0.40, "wape_mean": 0.42}
+    assert _same_wape(ch, {"wape": 0.43, "wape_mean": float("nan")})["wape"] == 0.42
+    assert _same_wape(ch, {"wape": 0.41, "wape_mean": 0.43})["wape"] == 0.40
+    assert _same_wape({"wape": 0.40, "wape_mean": float("nan")}, {"wape": 0.41})["wape"] == 0.40
