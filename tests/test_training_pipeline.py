@@ -88,6 +88,13 @@ def test_backtest_json_has_every_model_segment_and_the_oracle_floor(panel, tmp_p
     assert len(m["origins"]) == 2 and pd.Timestamp(m["origins"][-1]) == fr.last_date - pd.Timedelta(days=H)
     # every forecast was made from data up to its origin: horizons 1..H only
     assert res.preds["horizon"].between(1, H).all()
+    # the final is scored as served: the blend times one window-calibration level factor per product and origin,
+    # inside the configured bounds (fitted on the origin's inner windows)
+    ratio = (res.preds["final"] / res.preds["final_raw"]).where(res.preds["final_raw"] > 0)
+    per = ratio.groupby([res.preds["cutoff"], res.preds["product_id"]]).agg(["min", "max"]).dropna()
+    assert np.allclose(per["min"], per["max"])
+    cal = s.training.calibration
+    assert per["min"].between(cal.min_factor - 1e-9, cal.max_factor + 1e-9).all()
     json.dumps(m, default=str)
 
 
@@ -101,7 +108,13 @@ def test_backtest_without_truth_or_incumbent_has_no_such_entries(panel, tmp_path
     assert m["models"]["final"]["model"] == "blend"
     forced = pipeline.run_backtest(fr, _settings(tmp_path, run_ets=False, final="lightgbm").training, EvalSources())
     f = forced.metrics["models"]
-    assert f["final"]["model"] == "lightgbm" and f["final"]["wape"] == f["lightgbm"]["wape"]
+    assert f["final"]["model"] == "lightgbm"
+    # the forced model is the final before the window calibration; the final is scored as served (calibrated)
+    assert np.allclose(forced.preds["final_raw"], forced.preds["lightgbm"])
+    off = _settings(tmp_path, run_ets=False, final="lightgbm")
+    off.training.calibration.enabled = False
+    plain = pipeline.run_backtest(fr, off.training, EvalSources()).metrics["models"]
+    assert plain["final"]["wape"] == plain["lightgbm"]["wape"]
 
 
 def test_too_short_history_is_a_data_error(panel, tmp_path):

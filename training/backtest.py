@@ -34,6 +34,7 @@ from forecasting.config import TrainingConfig
 from forecasting.errors import DataError
 from forecasting.evaluation.metrics import against, at_cost, score, wape_by, with_true_distribution
 from training.blend import CANDIDATES, Weights, learn_weights, window_losses, window_tables
+from training.calibration import fit_calibration
 from training.data import SEGMENTS, ModelFrame, SegmentRule
 from training.forecaster import active_series, assemble, final_mean, merge_parts, month_model
 from training.models import LGBMModel, StatsModels, future_frame
@@ -69,15 +70,19 @@ def fit_uncertainty(cal: pd.DataFrame, models: list[str], min_rows: int = 300) -
 
 
 def add_intervals(
-    df: pd.DataFrame, params: dict[str, NBParams], quantiles: list[float], seed: int = 0
+    df: pd.DataFrame, params: dict[str, NBParams], quantiles: list[float], seed: int = 0,
+    row_alpha: dict[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Quantile columns ``{m}-q{q}`` (integers; ``q0.5`` always, the point WAPE scores), continuous interval bounds
-    ``{m}-lo/hi-{80,95}`` and ``y_jit``."""
+    ``{m}-lo/hi-{80,95}`` and ``y_jit``. ``row_alpha`` gives a model its own dispersion per row (the final
+    model's after the window calibration, as served) instead of its segment's."""
     df = df.copy()
     rng = np.random.default_rng(seed)
     df["y_jit"] = df["y"] - rng.random(len(df))
     for m, p in params.items():
         alpha = df["segment"].map(lambda s, p=p: p.get(s, p["all"])[0]).to_numpy(float)
+        if row_alpha and m in row_alpha:
+            alpha = np.asarray(row_alpha[m], dtype=float)
         mu = df[m].to_numpy(float)
         for q in sorted({0.5, *quantiles}):  # the median always: the point WAPE is scored on (as served)
             df[f"{m}-q{q}"] = unc.nb_quantile(mu, alpha, q)
@@ -268,9 +273,10 @@ class Backtester:
             sp = cur["segment"].map(lambda s, fp=fp: fp.get(s, fp["all"]))
             cur["final_alpha"] = [float(a) for a, _ in sp]
             cur["final_shared"] = [float(b) for _, b in sp]
-            outer.append(add_intervals(cur, params, self.cfg.quantiles, self.cfg.seed + i))
+            cur, alpha = self.calibrate(frame, cur, pd.concat(inner[: self.cfg.blend_windows]), weights)
+            outer.append(add_intervals(cur, params, self.cfg.quantiles, self.cfg.seed + i, {"final": alpha}))
         preds = pd.concat(outer, ignore_index=True)
-        final_unc = fit_uncertainty(preds, [*models, "final"])
+        final_unc = fit_uncertainty(preds.assign(final=preds["final_raw"]), [*models, "final"])
         final_weights = self.learn(preds, cands) if len(cuts) >= 3 else by_origin[str(cuts[-1].date())]
         metrics, final = self.summarize(frame, preds, models, h)
         metrics.update(origins=[str(c.date()) for c in cuts], horizon=h, step_days=step)
@@ -283,6 +289,27 @@ class Backtester:
             metrics["oracle_missing_rows"] = self.oracle_missing
         return BacktestResult(preds, metrics, models, final, final_unc, cuts, self.lgbm_.get(cuts[-1]), self.timings,
                               final_weights)
+
+    def calibrate(self, frame: ModelFrame, cur: pd.DataFrame, inner: pd.DataFrame,
+                  weights: Weights) -> tuple[pd.DataFrame, np.ndarray]:
+        """The origin's final forecast as it would be served: the window calibration ``train`` stores with the
+        model (``training.calibration``: a level factor per product and the shared variance), fitted here on the
+        origin's inner windows only (out of sample), then applied as the batch forecast applies it. Returns the
+        rows with ``final`` calibrated (``final_raw`` before) and each row's calibrated dispersion.
+
+        Why: the API and the plan order on the calibrated forecast; scoring the uncalibrated one would quote a
+        figure of a model that never runs."""
+        cur = cur.assign(final_raw=cur["final"])
+        alpha = cur["final_alpha"].to_numpy(float)
+        if not self.cfg.calibration.enabled:
+            return cur, alpha
+        rows = inner.assign(final=final_mean(inner, weights))
+        params = fit_uncertainty(rows, ["final"])["final"]
+        calib = fit_calibration(rows, frame.df, "final", params, self.cfg.calibration, self.sources.bom)
+        served = calib.apply(pd.DataFrame({"product_id": cur["product_id"].to_numpy(), "mean": cur["final"].to_numpy(),
+                                           "dispersion": alpha, "shared_dispersion": cur["final_shared"].to_numpy()}))
+        cur["final"] = served["mean"].to_numpy(float)
+        return cur, served["dispersion"].to_numpy(float)
 
     def learn(self, rows: pd.DataFrame, cands: list[str], report: dict | None = None) -> Weights:
         """The final blend's weights from out-of-sample rows (``training.blend.learn_weights`` with

@@ -176,8 +176,8 @@ def train_job(
     t0 = time.perf_counter()
     model = DemandForecaster(cfg, kind, params, result.uncertainty.get(result.final), result.weights).fit(frame)
     if cfg.calibration.enabled:  # window calibration from the backtest's out-of-sample rows of the final model
-        model.calibration = fit_calibration(result.preds, frame.df, "final", model.uncertainty, cfg.calibration,
-                                            sources.bom)
+        raw = result.preds.assign(final=result.preds["final_raw"])  # the blend before any calibration
+        model.calibration = fit_calibration(raw, frame.df, "final", model.uncertainty, cfg.calibration, sources.bom)
     fit_s = time.perf_counter() - t0
     tracking.setup(settings.mlflow.tracking_uri, cfg.experiment)
     with tracking.start_run(f"train-{label}", started) as run:
