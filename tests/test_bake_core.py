@@ -1,0 +1,96 @@
+"""The thaw and bake plan's core (``forecasting.inventory.bake``): properties a wrong plan would break."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from forecasting.inventory.bake import BakeItem, SellDownSettings, hhmm, parse_hhmm, plan_day
+
+OPEN, CLOSE = 7, 19
+RELEASES = [6.0, 10.5, 14.0]
+MORNING = {7: 4.0, 8: 5.0, 9: 3.0, 10: 1.5, 11: 1.5, 12: 2.0, 13: 1.5, 14: 1.0, 15: 1.0, 16: 1.0, 17: 0.8, 18: 0.7}
+
+
+def item(price: float = 3.75, cost: float = 1.10, shelf: float = 8.0, scale: float = 1.0, item_id: int = 1,
+         dispersion: float = 0.08) -> BakeItem:
+    return BakeItem(item_id, f"item {item_id}", {h: m * scale for h, m in MORNING.items()}, dispersion, shelf, cost,
+                    price)
+
+
+def one(it: BakeItem, **kw):
+    return plan_day([it], RELEASES, OPEN, CLOSE, sell_down=kw.pop("sell_down", None), seed=3, **kw).items[0]
+
+
+def test_whole_pieces_and_no_release_after_closing():
+    plan = plan_day([item()], [6.0, 10.5, 14.0, 19.0, 21.5], OPEN, CLOSE, seed=1)
+    assert plan.release_times == RELEASES and plan.dropped_times == [19.0, 21.5]
+    rel = plan.items[0].releases
+    assert [r.time for r in rel] == RELEASES
+    assert all(isinstance(r.pieces, int) and r.pieces >= 0 for r in rel)
+    assert all(r.covers_until <= CLOSE for r in rel) and rel[0].start_by == 5.5
+
+
+def test_a_higher_margin_never_lowers_the_pieces():
+    low, high = one(item(price=2.0)), one(item(price=6.0))
+    for a, b in zip(low.releases, high.releases, strict=True):
+        assert b.pieces >= a.pieces
+    assert high.pieces > low.pieces  # and it does raise them somewhere
+    assert high.releases[0].service_level > low.releases[0].service_level
+
+
+def test_a_shorter_shelf_life_moves_pieces_to_later_releases():
+    long, short = one(item(shelf=12.0)), one(item(shelf=3.0))
+    late = [sum(r.pieces for r in p.releases[1:]) / max(p.pieces, 1) for p in (long, short)]
+    assert late[1] > late[0]
+    assert short.releases[0].covers_until == pytest.approx(6.0 + 3.0)  # stale at 09:00, not 10:30
+    assert "go stale at 09:00" in short.releases[0].reason
+
+
+def test_totals_track_the_daily_forecast():
+    for scale in (0.5, 2.0, 6.0):
+        p = one(item(scale=scale))
+        daily = sum(MORNING.values()) * scale
+        assert p.daily_mean == pytest.approx(daily, rel=1e-6)
+        assert p.expected_sold + p.expected_lost == pytest.approx(daily, rel=0.08)  # demand is sold or lost
+        assert 0.8 * daily <= p.pieces <= 1.6 * daily + 3
+        assert p.expected_sold + p.expected_waste == pytest.approx(p.pieces, abs=0.01)  # every piece sells or goes
+
+
+def test_pieces_left_fresh_are_counted_against_the_next_release():
+    p = one(item(shelf=12.0))
+    later = p.releases[1]
+    assert later.fresh_carried > 0 and "still fresh from earlier" in later.reason
+    assert later.pieces < later.demand_mean + 3
+
+
+def test_sell_down_is_offered_only_when_it_pays_and_names_its_numbers():
+    sd = SellDownSettings(hours_before_close=2.0, discount=0.3, lift=1.0)
+    cheap_cost = one(item(price=6.0, cost=0.5, scale=3.0, shelf=12.0), sell_down=sd).sell_down
+    assert cheap_cost is not None and cheap_cost.time == 17.0
+    assert cheap_cost.expected_leftover > 0 and cheap_cost.expected_saved >= 0
+    if cheap_cost.offer:
+        assert cheap_cost.effect_usd > 0 and "30% off from 17:00" in cheap_cost.reason
+    no_lift = one(item(price=6.0, cost=0.5, scale=3.0, shelf=12.0),
+                  sell_down=SellDownSettings(discount=0.5, lift=0.0)).sell_down
+    assert no_lift is not None and not no_lift.offer and no_lift.expected_saved == 0
+    assert "No coupon" in no_lift.reason
+
+
+def test_seeded_and_fast():
+    items = [item(item_id=i, scale=0.5 + i % 4, shelf=4.0 + i % 3 * 4, price=3 + i % 5) for i in range(30)]
+    t0 = time.perf_counter()
+    a = plan_day(items, RELEASES, OPEN, CLOSE, sell_down=SellDownSettings(), seed=9)
+    took = time.perf_counter() - t0
+    b = plan_day(items, RELEASES, OPEN, CLOSE, sell_down=SellDownSettings(), seed=9)
+    assert a == b
+    assert took < 1.0, took
+
+
+def test_times():
+    assert parse_hhmm("10:30") == 10.5 and hhmm(10.5) == "10:30" and hhmm(6.0) == "06:00"
+    with pytest.raises(ValueError, match="25:00"):
+        parse_hhmm("25:00")
+    with pytest.raises(ValueError, match="closing"):
+        plan_day([item()], RELEASES, 19, 7)
