@@ -139,13 +139,14 @@ def slot_means(item: BakeItem, open_hour: float, close_hour: float, slot_h: floa
     return out
 
 
-def simulate_demand(means: np.ndarray, dispersion: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Demand paths (items, n, slots): a gamma day multiplier with mean 1 and variance ``dispersion`` times Poisson
-    per slot, so each day's total is negative binomial with the daily mean and dispersion."""
+def simulate_demand(means: np.ndarray, dispersion: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Demand paths (items, n, slots) and each path's day multiplier (items, n): a gamma multiplier with mean 1 and
+    variance ``dispersion`` times Poisson per slot, so each day's total is negative binomial with the daily mean
+    and dispersion."""
     rng = np.random.default_rng(seed)
     a = np.maximum(np.asarray(dispersion, float), 0.0)[:, None]
     g = np.where(a > 1e-9, rng.gamma(1.0 / np.maximum(a, 1e-9), np.maximum(a, 1e-9), size=(len(a), n)), 1.0)
-    return rng.poisson(g[:, :, None] * means[:, None, :]).astype(np.int32)
+    return rng.poisson(g[:, :, None] * means[:, None, :]).astype(np.int32), g
 
 
 def plan_day(items: list[BakeItem], release_times: list[float], open_hour: float, close_hour: float,
@@ -167,11 +168,12 @@ def plan_day(items: list[BakeItem], release_times: list[float], open_hour: float
     n_slots = int(math.ceil((close_hour - open_hour) / slot_h - 1e-9))
     means = np.stack([slot_means(it, open_hour, close_hour, slot_h) for it in items])
     disp = np.array([it.dispersion for it in items])
-    demand = simulate_demand(means, disp, n_samples, seed)
+    demand, level = simulate_demand(means, disp, n_samples, seed)
     extra = None
-    if sell_down is not None:  # the coupon's extra demand, drawn once with the same day multiplier's spirit
-        rng = np.random.default_rng(seed + 1)
-        extra = rng.poisson(np.maximum(sell_down.lift, 0.0) * means[:, None, :] * np.ones((1, n_samples, 1)))
+    if sell_down is not None:  # the coupon's extra demand in its window: lift x the path's level x the window mean
+        w0 = _slot_of(close_hour - sell_down.hours_before_close, open_hour, slot_h, n_slots)
+        lam = max(sell_down.lift, 0.0) * level * means[:, w0:].sum(axis=1)[:, None]
+        extra = np.random.default_rng(seed + 1).poisson(lam)
     return _plan(items, plan, used, demand, extra, means, slot_h, n_slots, lead_hours, sell_down)
 
 
@@ -191,7 +193,7 @@ def _plan(items, plan: BakePlan, used, demand, extra, means, slot_h, n_slots, le
     cost = np.array([max(it.unit_cost, 0.0) for it in items])
     margin = np.maximum(price - cost, 0.0)
     cr = np.where(price > 0, margin / np.maximum(price, 1e-9), 0.0)
-    stock = np.zeros((n_items, n, k), dtype=np.int64)
+    stock = np.zeros((n_items, n, k), dtype=np.int32)
     waste = np.zeros((n_items, n, k))
     sold = np.zeros((n_items, n, k))
     lost = np.zeros((n_items, n, k))
@@ -259,7 +261,7 @@ def _plan(items, plan: BakePlan, used, demand, extra, means, slot_h, n_slots, le
 def _step(t: int, stock: np.ndarray, expiry: np.ndarray, d: np.ndarray, waste: np.ndarray, sold: np.ndarray,
           lost_j: np.ndarray) -> None:
     """One slot: expired batches go to waste, then demand takes the oldest fresh pieces first; the rest is lost."""
-    rem = d.astype(np.int64)
+    rem = d.copy()
     for b in range(stock.shape[2]):
         gone = (expiry[:, b] <= t)[:, None]
         waste[:, :, b] += stock[:, :, b] * gone
@@ -283,7 +285,7 @@ def _sell_down(it: BakeItem, i: int, sd: SellDownSettings, sd_slot: int, at_sd: 
     if not alive.any() or float(on_shelf.mean()) <= 0:
         return None
     base = demand[i, :, sd_slot:].sum(axis=1)
-    lifted = base + (extra[i, :, sd_slot:].sum(axis=1) if extra is not None else 0)
+    lifted = base + (extra[i] if extra is not None else 0)
     s0, s1 = np.minimum(on_shelf, base), np.minimum(on_shelf, lifted)
     leftover = float((on_shelf - s0).mean())
     if leftover < 0.05:
@@ -293,14 +295,15 @@ def _sell_down(it: BakeItem, i: int, sd: SellDownSettings, sd_slot: int, at_sd: 
     given = float(s0.mean()) * price * sd.discount
     offer = saved >= sd.min_saved_pieces and effect > 0
     pct = f"{sd.discount:.0%}"
+    few = f" (fewer than {sd.min_saved_pieces:g} pc: not worth a coupon)" if saved < sd.min_saved_pieces else ""
     if offer:
         gain = saved * price * (1 - sd.discount)
         reason = (f"Offer an app coupon at {pct} off from {hhmm(t)}: about {_pc(leftover)} would be thrown away "
                   f"tonight; the coupon should sell {_pc(saved)} more (+${effect:.2f}: ${gain:.2f} "
                   f"on the saved pieces, ${given:.2f} of discount on pieces that sell anyway).")
     else:
-        reason = (f"No coupon: about {_pc(leftover)} left tonight, but {pct} off would sell only {_pc(saved)} more "
-                  f"and change revenue by ${effect:+.2f}. Throw away the leftovers at closing.")
+        reason = (f"No coupon: about {_pc(leftover)} left tonight, but {pct} off would sell only {_pc(saved)} "
+                  f"more{few} and change revenue by ${effect:+.2f}. Throw away the leftovers at closing.")
     return SellDown(it.item_id, it.name, t, offer, sd.discount, sd.lift, round(leftover, 2), round(saved, 2),
                     round(effect, 2), reason)
 
