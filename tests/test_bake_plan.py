@@ -4,7 +4,7 @@ page (the same engine call), and ``POST /bake-plan`` through a real ``bentoml se
 from __future__ import annotations
 
 import shutil
-from datetime import timedelta
+from datetime import date, timedelta
 
 import httpx
 import numpy as np
@@ -104,8 +104,19 @@ def test_store_page_shows_the_plan_table(served):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    """A real ``bentoml serve`` (no token: the workbench is open) on a copy of the world's source with a plan for
+    store 1 on the first order date (the workbench's store page needs a proposal)."""
     w = world(tmp_path_factory)
-    srv = start_server(w["config"], tmp_path_factory.mktemp("serve-bake"))
+    root = tmp_path_factory.mktemp("serve-bake")
+    shutil.copy(f"{w['root']}/source.db", root / "source.db")
+    url = f"sqlite:///{root / 'source.db'}"
+    settings = load_settings(w["config"], environ={})
+    day = date.fromisoformat(str(w["data_date"])[:10]) + timedelta(days=1)
+    db, schema = open_source(url)
+    run_plan(settings, db, schema, day, store_ids=[1], reports=False)
+    db.dispose()
+    srv = start_server(w["config"], root, REPLENISH__SOURCE__URL=url)
+    srv.day = day
     yield srv
     srv.stop()
     assert "Traceback" not in srv.log_text() or "ValidationError" in srv.log_text(), srv.log_text()[-3000:]
@@ -133,4 +144,15 @@ def test_bake_plan_endpoint(server):
     assert httpx.post(server.url + "/bake-plan", content=b"{", headers={"content-type": "application/json"},
                       timeout=30).status_code == 400
     spec = httpx.get(server.url + "/docs.json", timeout=30).json()
-    assert "/bake-plan" in spec["paths"]
+    assert {"200", "400", "404", "503"} <= set(spec["paths"]["/bake-plan"]["post"]["responses"])
+
+
+def test_the_served_store_page_shows_the_same_plan(server):
+    """The workbench mounted in the API server gets its plan from the server's own engine (one path)."""
+    day = str(server.day)
+    plan = server.post("/bake-plan", {"store_id": 1, "date": day}).json()
+    html = httpx.get(f"{server.url}/workbench/d/{day}/store/1", timeout=60).text
+    assert "id=bake-plan" in html and "No bake plan" not in html
+    assert html.count("class=bake-row") == sum(len(i["releases"]) for i in plan["items"])
+    first = plan["items"][0]
+    assert first["name"] in html and f"{first['releases'][0]['pieces']} pc" in html
