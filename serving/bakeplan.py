@@ -117,10 +117,12 @@ def plan_json(plan: BakePlan, food: pd.DataFrame) -> list[dict]:
     for it in plan.items:
         m = meta[it.item_id]
         rel = [{"time": hhmm(r.time), "start_by": hhmm(r.start_by), "covers_until": hhmm(r.covers_until),
-                "pieces": r.pieces, "demand_pcs": r.demand_mean, "fresh_carried_pcs": r.fresh_carried,
+                "pieces": r.pieces, "shelf_target_pcs": r.shelf_target,
+                "demand_pcs": r.demand_mean, "fresh_carried_pcs": r.fresh_carried,
                 "expected_sold_pcs": r.expected_sold, "expected_waste_pcs": r.expected_waste,
                 "expected_lost_pcs": r.expected_lost, "waste_usd": r.waste_usd, "lost_margin_usd": r.lost_margin_usd,
-                "service_level": r.service_level, "reason": r.reason} for r in it.releases]
+                "service_level": r.service_level, "reason": r.reason, "detail": r.detail}
+               for r in it.releases]
         s = it.sell_down
         sd = None if s is None else {
             "time": hhmm(s.time), "offer": s.offer, "discount": s.discount, "lift": s.lift,

@@ -297,6 +297,8 @@ class BakeRelease(BaseModel):
     covers_until: str = doc("End of the demand this release covers (HH:MM): the next release, closing or the "
                             "pieces' end of shelf life, whichever comes first.", "14:00")
     pieces: int = doc("Whole pieces to put out (thaw or bake).", 6)
+    shelf_target_pcs: int = doc("Fresh pieces the shelf should hold right after the release: when the shelf holds "
+                                "more or fewer than expected, put out this minus what is there.", 8)
     demand_pcs: float = doc("Expected demand in the hours this release covers (pieces).", 5.4)
     fresh_carried_pcs: float = doc("Expected fresh pieces left from earlier releases at this time (pieces).", 1.2)
     expected_sold_pcs: float = doc("Expected pieces of this release sold (pieces).", 4.9)
@@ -306,6 +308,7 @@ class BakeRelease(BaseModel):
     lost_margin_usd: float = doc("Expected margin lost on unserved demand (USD).", 1.06)
     service_level: float = doc("Critical ratio margin / price: the share of likely days the release covers.", 0.71)
     reason: str = doc("Why this number, in plain words.", "Put out 6 pc at 10:30 for 10:30-14:00 ...")
+    detail: str = doc("The trade-off behind it: margin, cost and critical ratio.", "a piece sold earns $2.65 ...")
 
 
 class BakeSellDown(BaseModel):

@@ -53,6 +53,7 @@ class Release:
     start_by: float  # when thawing or baking must start
     covers_until: float
     pieces: int
+    shelf_target: int  # fresh pieces the shelf should hold right after the release (pieces + fresh expected)
     demand_mean: float  # expected demand in the hours this release covers (pieces)
     fresh_carried: float  # expected fresh pieces left from earlier releases at this time
     expected_sold: float
@@ -61,7 +62,8 @@ class Release:
     waste_usd: float
     lost_margin_usd: float
     service_level: float
-    reason: str
+    reason: str  # plain words: how many, when, for which hours
+    detail: str  # the trade-off behind the number (margin, cost, critical ratio)
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,7 @@ def _plan(items, plan: BakePlan, used, demand, extra, means, slot_h, n_slots, le
     carried = np.zeros((n_items, k))
     dmean = np.zeros((n_items, k))
     until = np.zeros((n_items, k))
+    target = np.zeros((n_items, k), dtype=np.int64)
     sd_slot = None
     if sd is not None:
         sd_slot = _slot_of(close_h - sd.hours_before_close, open_h, slot_h, n_slots)
@@ -215,10 +218,11 @@ def _plan(items, plan: BakePlan, used, demand, extra, means, slot_h, n_slots, le
         ends = np.minimum(s1, expiry[:, j])
         cum = np.concatenate([np.zeros((n_items, n, 1), np.int64), np.cumsum(demand[:, :, s0:], axis=2)], axis=2)
         covered = np.take_along_axis(cum, (ends - s0)[:, None, None].repeat(n, axis=1), axis=2)[:, :, 0]
-        need = np.sort(covered - fresh, axis=1)
-        rank = np.clip(np.ceil(cr * n).astype(int) - 1, 0, n - 1)  # the inverted-CDF quantile at each item's CR
-        q = np.take_along_axis(need, rank[:, None], axis=1)[:, 0]
-        pieces[:, j] = np.where(cr > 0, np.maximum(q, 0), 0).astype(np.int64)
+        # the shelf target: the covered demand's quantile at each item's critical ratio (inverted CDF) ...
+        rank = np.clip(np.ceil(cr * n).astype(int) - 1, 0, n - 1)
+        target[:, j] = np.where(cr > 0, np.take_along_axis(np.sort(covered, axis=1), rank[:, None], axis=1)[:, 0], 0)
+        # ... less the fresh pieces expected on the shelf then, in whole pieces
+        pieces[:, j] = np.maximum(np.floor(target[:, j] - fresh.mean(axis=1) + 0.5), 0).astype(np.int64)
         carried[:, j] = fresh.mean(axis=1)
         until[:, j] = np.minimum(open_h + ends * slot_h, close_h)
         mcum = np.concatenate([np.zeros((n_items, 1)), np.cumsum(means[:, s0:], axis=1)], axis=1)
@@ -240,12 +244,15 @@ def _plan(items, plan: BakePlan, used, demand, extra, means, slot_h, n_slots, le
             w, lo = float(waste[i, :, j].mean()), float(lost[i, :, j].mean())
             r = Release(
                 item_id=it.item_id, name=it.name, time=t, start_by=t - lead_hours, covers_until=float(until[i, j]),
-                pieces=int(pieces[i, j]), demand_mean=round(float(dmean[i, j]), 2),
+                pieces=int(pieces[i, j]), shelf_target=int(target[i, j]), demand_mean=round(float(dmean[i, j]), 2),
                 fresh_carried=round(float(carried[i, j]), 2), expected_sold=round(float(sold[i, :, j].mean()), 2),
-                expected_waste=round(w, 2), expected_lost=round(lo, 2), waste_usd=round(w * cost[i], 2),
-                lost_margin_usd=round(lo * margin[i], 2), service_level=round(float(cr[i]), 3),
-                reason=_reason(it, t, int(pieces[i, j]), float(dmean[i, j]), float(carried[i, j]),
-                               float(until[i, j]), float(cr[i]), margin[i], cost[i], j == 0 and t > open_h))
+                expected_waste=round(w, 2), expected_lost=round(lo, 2), waste_usd=round(float(w * cost[i]), 2),
+                lost_margin_usd=round(float(lo * margin[i]), 2), service_level=round(float(cr[i]), 3),
+                reason=_reason(it, t, int(pieces[i, j]), int(target[i, j]), float(dmean[i, j]),
+                               float(carried[i, j]), float(until[i, j]), j == 0 and t > open_h),
+                detail=(f"a piece sold earns ${margin[i]:.2f} (price ${price[i]:.2f} - cost ${cost[i]:.2f}), one "
+                        f"thrown away costs ${cost[i]:.2f}: critical ratio {cr[i]:.2f}, so the release covers the "
+                        f"demand of {cr[i]:.0%} of likely days, net of the fresh pieces left"))
             rel.append(r)
         sdown = None
         if sd is not None and sd_slot is not None:
@@ -288,7 +295,7 @@ def _sell_down(it: BakeItem, i: int, sd: SellDownSettings, sd_slot: int, at_sd: 
     lifted = base + (extra[i] if extra is not None else 0)
     s0, s1 = np.minimum(on_shelf, base), np.minimum(on_shelf, lifted)
     leftover = float((on_shelf - s0).mean())
-    if leftover < 0.05:
+    if leftover < max(sd.min_saved_pieces, 0.05):  # too little left for a coupon to save enough: nothing to say
         return None
     saved = float((s1 - s0).mean())
     effect = float((s1 * price * (1 - sd.discount) - s0 * price).mean())
@@ -308,14 +315,16 @@ def _sell_down(it: BakeItem, i: int, sd: SellDownSettings, sd_slot: int, at_sd: 
                     round(effect, 2), reason)
 
 
-def _reason(it: BakeItem, t: float, q: int, dmean: float, carried: float, until: float, cr: float, margin: float,
-            cost: float, late_first: bool) -> str:
+def _reason(it: BakeItem, t: float, q: int, target: int, dmean: float, carried: float, until: float,
+            late_first: bool) -> str:
     span = f"{hhmm(t)}-{hhmm(until)}"
-    econ = f"a piece sold earns ${margin:.2f}, one thrown away costs ${cost:.2f}, so it covers {cr:.0%} of likely days"
-    have = f"; {_pc(carried)} still fresh from earlier are counted" if carried >= 0.05 else ""
+    have = ""
+    if carried >= 0.05:  # the action when the shelf differs from the expectation
+        have = (f"; about {_pc(carried)} still fresh from earlier are counted (if the shelf holds a different number, "
+                f"top it up to {target} pc)")
     late = " Demand before this first release is lost." if late_first else ""
     if it.shelf_hours < 24 and abs(until - (t + it.shelf_hours)) < 0.01:
         late += f" The pieces go stale at {hhmm(until)}: demand after that waits for the next release."
     if q == 0:
-        return (f"Nothing at {hhmm(t)}: demand {span} is usually {_pc(dmean)}{have}; {econ}.{late}")
-    return f"Put out {q} pc at {hhmm(t)} for {span} (usually {_pc(dmean)} sell then){have}; {econ}.{late}"
+        return f"Nothing at {hhmm(t)}: demand {span} is usually {_pc(dmean)}{have}.{late}"
+    return f"Put out {q} pc at {hhmm(t)} for {span} (usually {_pc(dmean)} sell then){have}.{late}"

@@ -183,10 +183,12 @@ def bake_section(plan, why: str | None) -> str:
                     f"${it.price_usd:.2f} (cost ${it.unit_cost_usd:.2f})</div></td>") if k == 0 else ""
             end = f"<td rowspan={len(it.releases)}>{coupon}</td>" if k == 0 else ""
             rows.append(f"<tr class=bake-row>{name}<td>{r.time}<div class=small>start by {r.start_by}</div></td>"
-                        f"<td class='packs final{' zero' if r.pieces == 0 else ''}'>{r.pieces} pc</td>"
+                        f"<td class='packs final{' zero' if r.pieces == 0 else ''}'>{r.pieces} pc"
+                        f"<div class=small>shelf to {r.shelf_target_pcs} pc</div></td>"
                         f"<td class=num>{r.expected_waste_pcs:.1f} pc<div class=small>${r.waste_usd:.2f}</div></td>"
                         f"<td class=num>{r.expected_lost_pcs:.1f} pc<div class=small>${r.lost_margin_usd:.2f}</div>"
-                        f"</td><td>{esc(r.reason)}</td>{end}</tr>")
+                        f"</td><td>{esc(r.reason)}<details><summary>details</summary><p>{esc(r.detail)}</p></details></td>"
+                        f"{end}</tr>")
     notes = "".join(f"<li>{esc(a)}</li>" for a in plan.assumptions)
     return (head + warn + sub + f"<table id=bake-plan>{th}{''.join(rows)}</table>"
             + f"<details><summary>assumptions</summary><ul>{notes}</ul></details>")
