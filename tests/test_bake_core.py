@@ -101,3 +101,14 @@ def test_times():
         parse_hhmm("25:00")
     with pytest.raises(ValueError, match="closing"):
         plan_day([item()], RELEASES, 19, 7)
+
+
+def test_covering_the_shelf_life_pools_a_slow_items_demand():
+    """A slow, long-lived item: covering until its pieces go stale puts more out at 06:00 and loses fewer sales."""
+    slow = item(scale=0.3, shelf=12.0)
+    by_release, by_life = one(slow), one(slow, cover="shelf_life")
+    assert by_life.releases[0].covers_until == 18.0 and by_release.releases[0].covers_until == 10.5  # 06:00 + 12 h
+    assert by_life.releases[0].pieces > by_release.releases[0].pieces
+    assert by_life.expected_lost < by_release.expected_lost
+    with pytest.raises(ValueError, match="cover"):
+        one(slow, cover="all_day")

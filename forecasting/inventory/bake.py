@@ -153,8 +153,13 @@ def simulate_demand(means: np.ndarray, dispersion: np.ndarray, n: int, seed: int
 
 def plan_day(items: list[BakeItem], release_times: list[float], open_hour: float, close_hour: float,
              lead_hours: float = 0.5, sell_down: SellDownSettings | None = None, n_samples: int = 1000,
-             seed: int = 0, slot_minutes: int = 15) -> BakePlan:
-    """The day's plan for every item: whole pieces per release, expected sales, waste and lost sales, reasons."""
+             seed: int = 0, slot_minutes: int = 15, cover: str = "next_release") -> BakePlan:
+    """The day's plan for every item: whole pieces per release, expected sales, waste and lost sales, reasons.
+
+    ``cover``: the demand each release's newsvendor covers: until the next release (``next_release``) or until its
+    pieces go stale (``shelf_life``, pooling slow items' demand over more hours); either ends at closing."""
+    if cover not in ("next_release", "shelf_life"):
+        raise ValueError(f"cover {cover!r}: next_release or shelf_life")
     if close_hour <= open_hour:
         raise ValueError(f"closing {hhmm(close_hour)} is not after opening {hhmm(open_hour)}")
     slot_h = slot_minutes / 60
@@ -176,14 +181,14 @@ def plan_day(items: list[BakeItem], release_times: list[float], open_hour: float
         w0 = _slot_of(close_hour - sell_down.hours_before_close, open_hour, slot_h, n_slots)
         lam = max(sell_down.lift, 0.0) * level * means[:, w0:].sum(axis=1)[:, None]
         extra = np.random.default_rng(seed + 1).poisson(lam)
-    return _plan(items, plan, used, demand, extra, means, slot_h, n_slots, lead_hours, sell_down)
+    return _plan(items, plan, used, demand, extra, means, slot_h, n_slots, lead_hours, sell_down, cover)
 
 
 def _slot_of(t: float, open_hour: float, slot_h: float, n_slots: int) -> int:
     return int(min(max(math.ceil((t - open_hour) / slot_h - 1e-9), 0), n_slots))
 
 
-def _plan(items, plan: BakePlan, used, demand, extra, means, slot_h, n_slots, lead_hours, sd) -> BakePlan:
+def _plan(items, plan: BakePlan, used, demand, extra, means, slot_h, n_slots, lead_hours, sd, cover) -> BakePlan:
     n_items, n = demand.shape[:2]
     open_h, close_h = plan.open_hour, plan.close_hour
     starts = [_slot_of(t, open_h, slot_h, n_slots) for t in used]
@@ -215,7 +220,7 @@ def _plan(items, plan: BakePlan, used, demand, extra, means, slot_h, n_slots, le
         for b in range(j):
             alive = expiry[:, b] > s0
             fresh += stock[:, :, b] * alive[:, None]
-        ends = np.minimum(s1, expiry[:, j])
+        ends = np.minimum(s1, expiry[:, j]) if cover == "next_release" else expiry[:, j].copy()
         cum = np.concatenate([np.zeros((n_items, n, 1), np.int64), np.cumsum(demand[:, :, s0:], axis=2)], axis=2)
         covered = np.take_along_axis(cum, (ends - s0)[:, None, None].repeat(n, axis=1), axis=2)[:, :, 0]
         # the shelf target: the covered demand's quantile at each item's critical ratio (inverted CDF) ...
