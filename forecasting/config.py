@@ -308,6 +308,40 @@ class WorkbenchConfig(_Section):
     history_days: int = Field(14, ge=3, le=90)  # daily use shown in the charts of the store page
 
 
+_HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class SellDownConfig(_Section):
+    """The end-of-day app coupon on ready food that would expire tonight (``forecasting.inventory.bake``)."""
+
+    hours_before_close: float = Field(2.0, gt=0, le=12)  # hours: the coupon runs from closing - this to closing
+    discount: float = Field(0.30, gt=0, lt=1)  # share off the list price
+    lift: float = Field(0.5, ge=0, le=5)  # assumed extra demand in the window with the coupon (0.5 = +50%)
+    min_saved_pieces: float = Field(1.0, ge=0)  # pieces: suggest a coupon only when it saves at least this many
+
+
+class BakeConfig(_Section):
+    """The thaw and bake plan for ready food: release times, shelf hours after thaw/bake, the coupon.
+
+    Why settings: each chain thaws and bakes on its own rhythm, and shelf life after thawing differs by item.
+    """
+
+    release_times: list[Annotated[str, Field(pattern=_HHMM)]] = Field(
+        default_factory=lambda: ["06:00", "10:30", "14:00"], min_length=1)  # local HH:MM when pieces go out
+    lead_minutes: int = Field(30, ge=0, le=720)  # minutes of thawing or baking before a release
+    # the demand a release covers: until the next release, or until its pieces go stale (both end at closing)
+    cover: str = Field("next_release", pattern="^(next_release|shelf_life)$")
+    default_shelf_hours: float = Field(8.0, gt=0, le=72)  # hours a piece sells after thaw/bake (other categories)
+    shelf_hours_by_category: dict[str, float] = Field(  # product category -> hours after thaw/bake
+        default_factory=lambda: {"Bakery": 8.0, "Food": 12.0})
+    material_shelf_hours: dict[int, float] = Field(default_factory=dict)  # material_id -> hours (overrides)
+    food_classes: list[str] = Field(default_factory=lambda: ["food"])  # replenishment classes that are ready food
+    slot_minutes: int = Field(15, ge=5, le=60)  # time step of the day's simulation (minutes)
+    n_samples: int = Field(1000, ge=100, le=20000)  # demand paths per item (seeded)
+    seed: int = 20261207
+    sell_down: SellDownConfig = Field(default_factory=SellDownConfig)
+
+
 class PlanningConfig(_Section):
     """Batch forecasts, the planners' daily proposal and its reports (``replenish forecast | plan | nightly``)."""
 
@@ -321,6 +355,7 @@ class PlanningConfig(_Section):
     exceptions: ExceptionConfig = Field(default_factory=ExceptionConfig)
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     workbench: WorkbenchConfig = Field(default_factory=WorkbenchConfig)
+    bake: BakeConfig = Field(default_factory=BakeConfig)
 
 
 class ClusterConfig(_Section):

@@ -31,6 +31,8 @@ from forecasting.inventory.proposal import ProposalLine, WindowDemand, line_fiel
 from forecasting.uncertainty import nb_quantile
 from serving.counts import CountsCache, Held
 from serving.schemas import (
+    BakePlanRequest,
+    BakePlanResponse,
     BatchRequest,
     BatchResponse,
     DayForecast,
@@ -505,6 +507,34 @@ class Engine:
             products.append(ProductForecast(product_id=pid, days=out))
         return ForecastResponse(store_id=req.store_id, model_version=st.model_version, data_date=st.data_date,
                                 quantiles=qs, products=products)
+
+    def bake_plan(self, req: BakePlanRequest) -> BakePlanResponse:
+        """The thaw and bake plan of one store and day (``serving.bakeplan``): the API's and the workbench's."""
+        from forecasting.inventory.bake import hhmm
+        from serving.bakeplan import plan_json, store_plan
+
+        st = self._state()
+        if req.store_id not in st.store_ids:
+            raise NotFound(f"unknown store_id {req.store_id}: the source has stores {_ids(st.store_ids)}")
+        try:
+            plan, food, warnings, basis = store_plan(st, self.settings, req.store_id, req.date)
+        except KeyError as exc:
+            raise NotFound(str(exc.args[0])) from None
+        except LookupError as exc:
+            raise BadRequest(str(exc)) from None
+        except ValueError as exc:  # e.g. a store whose closing hour is not after its opening hour in the source
+            raise BadRequest(f"store_id {req.store_id}: {exc}") from None
+        items = plan_json(plan, food)
+        return BakePlanResponse(
+            store_id=req.store_id, date=req.date, model_version=st.model_version, data_date=st.data_date,
+            opening=hhmm(plan.open_hour), closing=hhmm(plan.close_hour),
+            release_times=[hhmm(t) for t in plan.release_times], hourly_basis=basis,
+            pieces=sum(i["pieces"] for i in items),
+            expected_waste_pcs=round(sum(i["expected_waste_pcs"] for i in items), 2),
+            waste_usd=round(sum(i["waste_usd"] for i in items), 2),
+            expected_lost_pcs=round(sum(i["expected_lost_pcs"] for i in items), 2),
+            lost_margin_usd=round(sum(i["lost_margin_usd"] for i in items), 2),
+            items=items, assumptions=plan.assumptions, warnings=warnings)
 
     def status(self) -> StatusResponse:
         st = self.state

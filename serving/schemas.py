@@ -279,3 +279,93 @@ class ErrorResponse(BaseModel):
                       default=None)
     model_version: str | None = doc("The model serving when the request was refused.", "v3",
                                     default=None)
+
+
+class BakePlanRequest(_Req):
+    """The thaw and bake plan of one store for one day (ready food, from the champion's cached forecasts)."""
+
+    store_id: Id = doc("Store id.", 1)
+    date: Annotated[date, doc("The day to plan (ISO date, store-local); a day the champion forecasts.",
+                              "2026-02-13")]
+
+
+class BakeRelease(BaseModel):
+    """One release of one item: how many pieces to put out and what they are expected to do."""
+
+    time: str = doc("Store-local release time (HH:MM): the pieces go out then.", "10:30")
+    start_by: str = doc("When thawing or baking must start (HH:MM), planning.bake.lead_minutes before.", "10:00")
+    covers_until: str = doc("End of the demand this release covers (HH:MM): the next release, closing or the "
+                            "pieces' end of shelf life, whichever comes first.", "14:00")
+    pieces: int = doc("Whole pieces to put out (thaw or bake).", 6)
+    shelf_target_pcs: int = doc("Fresh pieces the shelf should hold right after the release: when the shelf holds "
+                                "more or fewer than expected, put out this minus what is there.", 8)
+    demand_pcs: float = doc("Expected demand in the hours this release covers (pieces).", 5.4)
+    fresh_carried_pcs: float = doc("Expected fresh pieces left from earlier releases at this time (pieces).", 1.2)
+    expected_sold_pcs: float = doc("Expected pieces of this release sold (pieces).", 4.9)
+    expected_waste_pcs: float = doc("Expected pieces of this release thrown away (stale or at closing).", 1.1)
+    expected_lost_pcs: float = doc("Expected demand unserved between this release and the next (pieces).", 0.4)
+    waste_usd: float = doc("Expected waste at unit cost (USD).", 1.21)
+    lost_margin_usd: float = doc("Expected margin lost on unserved demand (USD).", 1.06)
+    service_level: float = doc("Critical ratio margin / price: the share of likely days the release covers.", 0.71)
+    reason: str = doc("Why this number, in plain words.", "Put out 6 pc at 10:30 for 10:30-14:00 ...")
+    detail: str = doc("The trade-off behind it: margin, cost and critical ratio.", "a piece sold earns $2.65 ...")
+
+
+class BakeSellDown(BaseModel):
+    """The end-of-day coupon suggestion for an item whose leftovers expire tonight."""
+
+    time: str = doc("When the coupon would start (HH:MM, closing - sell_down.hours_before_close).", "18:00")
+    offer: bool = doc("True: offer the coupon; false: it would not pay (the reason says why).", True)
+    discount: float = doc("Share off the list price (planning.bake.sell_down.discount).", 0.3)
+    lift: float = doc("Assumed extra demand in the window with the coupon (0.5 = +50%).", 0.5)
+    expected_leftover_pcs: float = doc("Pieces expected to be thrown away tonight without the coupon.", 3.2)
+    expected_saved_pcs: float = doc("Pieces the coupon is expected to sell that would be thrown away.", 1.4)
+    effect_usd: float = doc("Expected revenue with the coupon minus without it in the window (USD); the pieces' "
+                            "cost is already spent.", 2.1)
+    reason: str = doc("The suggestion in plain words, with the numbers.", "Offer an app coupon at 30% off ...")
+
+
+class BakeItemPlan(BaseModel):
+    """One ready-food item's day: releases, totals and the sell-down suggestion."""
+
+    product_id: int = doc("Product id (t_product.product_id).", 65)
+    material_id: int = doc("Material id of the item (t_material.material_id, one piece per unit sold).", 74)
+    name: str = doc("Item name.", "Butter Croissant")
+    category: str = doc("Product category (it picks the default shelf hours).", "Bakery")
+    daily_mean_pcs: float = doc("Expected demand over the opening hours (pieces).", 14.2)
+    shelf_hours: float = doc("Hours a piece sells after thaw or bake.", 8.0)
+    unit_cost_usd: float = doc("Cost of one piece (USD).", 1.1)
+    price_usd: float = doc("List price of one piece (USD).", 3.75)
+    pieces: int = doc("Whole pieces over all releases.", 16)
+    expected_sold_pcs: float = doc("Expected pieces sold.", 13.1)
+    expected_waste_pcs: float = doc("Expected pieces thrown away.", 2.9)
+    expected_lost_pcs: float = doc("Expected demand unserved (pieces).", 1.1)
+    waste_usd: float = doc("Expected waste at unit cost (USD).", 3.19)
+    lost_margin_usd: float = doc("Expected margin lost on unserved demand (USD).", 2.92)
+    releases: list[BakeRelease] = doc("One entry per release time, in time order.", [])
+    sell_down: BakeSellDown | None = doc("The end-of-day coupon suggestion; null when nothing is expected to be "
+                                         "left tonight.", None, default=None)
+
+
+class BakePlanResponse(BaseModel):
+    """The thaw and bake plan of one store and day."""
+
+    store_id: int = doc("Store id.", 1)
+    date: Annotated[date, doc("The day planned (ISO date, store-local).", "2026-02-13")]
+    model_version: str = MODEL_VERSION
+    data_date: date = DATA_DATE
+    opening: str = doc("Store opening time (HH:MM, t_store.open_hour).", "07:00")
+    closing: str = doc("Store closing time (HH:MM, t_store.close_hour).", "20:00")
+    release_times: list[str] = doc("Release times used (HH:MM, planning.bake.release_times before closing).",
+                                   ["06:00", "10:30", "14:00"])
+    hourly_basis: str = doc("Where the hourly demand comes from: 'profile' (the daily forecast times the store x "
+                            "product x weekday share of recent weeks, as /forecast hourly) or 'flat' (no profile).",
+                            "profile")
+    pieces: int = doc("Whole pieces over all items and releases.", 240)
+    expected_waste_pcs: float = doc("Expected pieces thrown away, all items.", 31.0)
+    waste_usd: float = doc("Expected waste at unit cost, all items (USD).", 38.5)
+    expected_lost_pcs: float = doc("Expected demand unserved, all items (pieces).", 12.0)
+    lost_margin_usd: float = doc("Expected margin lost, all items (USD).", 40.2)
+    items: list[BakeItemPlan] = doc("One entry per ready-food item the store sells, most pieces first.", [])
+    assumptions: list[str] = doc("What the plan assumes, in words (with the settings' values and units).", [])
+    warnings: list[str] = doc("What the plan could not use (each with what to do).", [])

@@ -32,6 +32,8 @@ from serving.http import (
     serve_host,
 )
 from serving.schemas import (
+    BakePlanRequest,
+    BakePlanResponse,
     BatchRequest,
     BatchResponse,
     ForecastRequest,
@@ -51,6 +53,7 @@ API_PATHS = {  # route -> (request model, response model), for the guard and the
     "/replenishment": (ReplenishmentRequest, ReplenishmentResponse),
     "/replenishment/batch": (BatchRequest, BatchResponse),
     "/forecast": (ForecastRequest, ForecastResponse),
+    "/bake-plan": (BakePlanRequest, BakePlanResponse),
     "/status": (StatusRequest, StatusResponse),
 }
 _ACTIVE: dict = {}  # this worker's engine, for the model-version header
@@ -61,6 +64,8 @@ DESCRIPTION = """Order quantities and demand forecasts for Luckin Coffee USA sto
   reasons (inventory from the request, or the source database's latest counts).
 - `POST /replenishment/batch`: the same for every store (or a list) from the latest counts.
 - `POST /forecast`: daily demand quantiles per product (units), optionally split by hour.
+- `POST /bake-plan`: ready food to thaw or bake per release time of a store's day (whole pieces), with expected
+  waste and lost sales (pieces and USD) and an end-of-day coupon suggestion.
 - `GET /status` (or `POST /status` with `{}`): the model served, its data date and the dates it can answer.
 - `GET /healthz`, `GET /readyz` (200 once a model is loaded), `GET /metrics` (Prometheus).
 
@@ -70,7 +75,14 @@ Dates are ISO (YYYY-MM-DD), store-local. Every response names the model version 
 With a token configured, every endpoint but the health checks needs `Authorization: Bearer <token>`."""
 
 
-@bentoml.asgi_app(create_app(SETTINGS), path="/workbench")  # the planners' workbench (its own role tokens)
+def _bake_plan(store_id: int, day):
+    """The workbench's bake plan: the same engine call as ``POST /bake-plan`` (None before a model is loaded)."""
+    engine = _ACTIVE.get("engine")
+    return None if engine is None else engine.bake_plan(BakePlanRequest(store_id=store_id, date=day))
+
+
+# the planners' workbench (its own role tokens)
+@bentoml.asgi_app(create_app(SETTINGS, bake_plan=_bake_plan), path="/workbench")
 @bentoml.service(name="replenishment", workers=SETTINGS.serving.workers, traffic={"timeout": 60})
 class Replenishment:
     """Order quantities and demand forecasts for Luckin Coffee USA stores, from the champion's cached forecasts."""
@@ -113,6 +125,11 @@ class Replenishment:
     async def forecast(self, req: ForecastRequest, /) -> ForecastResponse:
         """Daily demand quantiles per product (negative binomial), optionally the hourly profile of each day."""
         return await self._run(self.engine.forecast, req, offload=True)
+
+    @bentoml.api(route="/bake-plan")
+    async def bake_plan(self, req: BakePlanRequest, /) -> BakePlanResponse:
+        """Thaw and bake plan for one store and day: pieces per release time, expected waste and lost sales."""
+        return await self._run(self.engine.bake_plan, req, offload=True)
 
     @bentoml.api(route="/status")
     async def status(self, req: StatusRequest, /) -> StatusResponse:

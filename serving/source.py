@@ -31,10 +31,11 @@ log = logging.getLogger("bentoml.replenishment.source")  # under "bentoml": show
 class MasterData:
     """The source's master tables the engine needs (read once per model load)."""
 
-    stores: pd.DataFrame  # store_id, timezone, open_date, close_date
+    stores: pd.DataFrame  # store_id, timezone, open_date, close_date, open_hour, close_hour
     materials: pd.DataFrame  # t_material
     bom: pd.DataFrame  # product_id, material_id, qty_per_unit
     suppliers: pd.DataFrame  # t_supplier
+    products: pd.DataFrame | None = None  # product_id, product_name, category, is_drink, list_price (bake plan)
 
 
 def _reason(exc: BaseException) -> str:
@@ -99,14 +100,17 @@ class SourceReader:
 
     def master(self) -> MasterData:
         s = self.schema
-        st, m, b, sp = s["stores"], s["materials"], s["bom"], s["suppliers"]
-        stores = self._read(select(st.c.store_id, st.c.timezone, st.c.open_date, st.c.close_date), "stores")
+        st, m, b, sp, p = s["stores"], s["materials"], s["bom"], s["suppliers"], s["products"]
+        stores = self._read(select(st.c.store_id, st.c.timezone, st.c.open_date, st.c.close_date, st.c.open_hour,
+                                   st.c.close_hour), "stores")
         materials = self._read(select(m), "materials")
         bom = self._read(select(b.c.product_id, b.c.material_id, b.c.qty_per_unit), "bom")
         suppliers = self._read(select(sp), "suppliers")
+        products = self._read(select(p.c.product_id, p.c.product_name, p.c.category, p.c.is_drink, p.c.list_price),
+                              "products")
         if stores.empty or materials.empty or bom.empty or suppliers.empty:
             raise DataError("source has no stores, materials, bom or suppliers: nothing to replenish")
-        return MasterData(stores, materials, bom, suppliers)
+        return MasterData(stores, materials, bom, suppliers, products)
 
     def store_inventory(self, store_id: int, position_date: date, lookback_days: int) -> tuple[pd.DataFrame,
                                                                                                  pd.DataFrame]:

@@ -48,8 +48,12 @@ def _json(obj, status: int = 200) -> Response:
     return Response(json.dumps(obj, default=str), status_code=status, media_type="application/json")
 
 
-def create_app(settings: Settings, engine=None, schema=None) -> Starlette:
-    """The workbench app; the source is opened on first use (the API must start even when the source is down)."""
+def create_app(settings: Settings, engine=None, schema=None, bake_plan=None) -> Starlette:
+    """The workbench app; the source is opened on first use (the API must start even when the source is down).
+
+    ``bake_plan(store_id, day)`` gives the store's thaw and bake plan (the API's own ``POST /bake-plan`` call,
+    passed in by ``serving.service``), or None while no model is loaded; without it the store page omits the plan.
+    """
     tokens = _tokens(settings)
     open_mode = not tokens[PLANNER] and not tokens[ORDERING]
     src: dict = {"engine": engine, "schema": schema}
@@ -151,7 +155,20 @@ def create_app(settings: Settings, engine=None, schema=None) -> Starlette:
         stale = data.count_age_days(eng, sch, sid, d)
         return HTMLResponse(pages.store_page(base(request), sd, user_of(request, PLANNER), charts, stale,
                                              settings.planning.stale_count_days, request.query_params.get("msg"),
-                                             request.query_params.get("err")))
+                                             request.query_params.get("err"), bake=_bake(sid, d)))
+
+    def _bake(sid: int, d: date) -> str:
+        """The store page's bake-plan section: the plan, or one line saying why there is none."""
+        if bake_plan is None:
+            return ""
+        try:
+            plan = bake_plan(sid, d)
+        except Exception as exc:  # noqa: BLE001 - the engine's 4xx/503 errors (serving.engine.ServingError)
+            if getattr(exc, "status", None) is None:
+                raise
+            return pages.bake_section(None, str(exc))
+        return pages.bake_section(plan, None if plan is not None else "no model loaded yet: the plan appears "
+                                  "once the API has loaded the champion's forecasts")
 
     def _charts(sd: data.StoreDay) -> dict[int, tuple[str, str]]:
         exc_ids = [int(e["material_id"]) for e in sd.exceptions if int(e["material_id"])]

@@ -155,8 +155,47 @@ def _line_row(base: str, d: date, sd: StoreDay, r: pd.Series, editable: bool, ki
             f"{edit}</td></tr>")
 
 
+def bake_section(plan, why: str | None) -> str:
+    """The thaw and bake plan as a table: item, release time, pieces, expected waste and lost sales, and the
+    end-of-day coupon beside (``plan``: the ``POST /bake-plan`` answer; ``why``: why there is none)."""
+    head = "<h2 id=bake>Thaw and bake plan (ready food)</h2>"
+    if plan is None:
+        return head + f"<div class=ok>No bake plan: {esc(why)}</div>"
+    warn = "".join(f"<div class=banner role=alert>{esc(w)}</div>" for w in plan.warnings)
+    if not plan.items:
+        return head + warn + "<div class=ok>Nothing to thaw or bake for this day.</div>"
+    sub = (f"<p class=small>{plan.date:%A %d %B %Y}, open {plan.opening}-{plan.closing}; releases "
+           f"{', '.join(plan.release_times)}. Put out the pieces at each time (start thawing or baking by the "
+           f"time shown). Expected waste {plan.expected_waste_pcs:.0f} pc (${plan.waste_usd:,.2f} at cost) and lost "
+           f"sales {plan.expected_lost_pcs:.0f} pc (${plan.lost_margin_usd:,.2f} margin) over {plan.pieces:,} "
+           "pc.</p>")
+    th = ("<tr><th>Item</th><th>Release</th><th style='text-align:right'>Pieces</th><th style='text-align:right'>"
+          "Expected waste</th><th style='text-align:right'>Expected lost sales</th><th>Why</th>"
+          "<th>End of day</th></tr>")
+    rows = []
+    for it in plan.items:
+        sd = it.sell_down
+        coupon = "" if sd is None else (
+            f"<div class='{'act' if sd.offer else 'small'}'>{esc(sd.reason)}</div>")
+        for k, r in enumerate(it.releases):
+            name = (f"<td rowspan={len(it.releases)}><b>{esc(it.name)}</b><div class=small>usually "
+                    f"{it.daily_mean_pcs:.0f} pc/day · sells {it.shelf_hours:g} h after thaw/bake · "
+                    f"${it.price_usd:.2f} (cost ${it.unit_cost_usd:.2f})</div></td>") if k == 0 else ""
+            end = f"<td rowspan={len(it.releases)}>{coupon}</td>" if k == 0 else ""
+            rows.append(f"<tr class=bake-row>{name}<td>{r.time}<div class=small>start by {r.start_by}</div></td>"
+                        f"<td class='packs final{' zero' if r.pieces == 0 else ''}'>{r.pieces} pc"
+                        f"<div class=small>shelf to {r.shelf_target_pcs} pc</div></td>"
+                        f"<td class=num>{r.expected_waste_pcs:.1f} pc<div class=small>${r.waste_usd:.2f}</div></td>"
+                        f"<td class=num>{r.expected_lost_pcs:.1f} pc<div class=small>${r.lost_margin_usd:.2f}</div>"
+                        f"</td><td>{esc(r.reason)}<details><summary>details</summary><p>{esc(r.detail)}</p></details></td>"
+                        f"{end}</tr>")
+    notes = "".join(f"<li>{esc(a)}</li>" for a in plan.assumptions)
+    return (head + warn + sub + f"<table id=bake-plan>{th}{''.join(rows)}</table>"
+            + f"<details><summary>assumptions</summary><ul>{notes}</ul></details>")
+
+
 def store_page(base: str, sd: StoreDay, user: str, charts: dict[int, str], stale_days: int | None,
-               stale_limit: int, msg: str | None = None, err: str | None = None) -> str:
+               stale_limit: int, msg: str | None = None, err: str | None = None, bake: str = "") -> str:
     d = sd.order_date
     st = sd.state
     editable = sd.status == "draft"
@@ -211,7 +250,7 @@ def store_page(base: str, sd: StoreDay, user: str, charts: dict[int, str], stale
             + f"<p>{state_chip(sd.status)}<span class=small>{who}</span></p><div class=actions>{''.join(acts)}</div>"
             + kpis([("final packs", f"{sd.packs:,} packs"), ("order value", f"${sd.value:,.2f}"),
                     ("order lines", str(len(sd.ordering))), ("exceptions", str(len(sd.exceptions)))])
-            + "<h2>Exceptions first</h2>" + exc_html + "<h2>Order lines</h2>" + table
+            + "<h2>Exceptions first</h2>" + exc_html + "<h2>Order lines</h2>" + table + bake
             + ("<h2>Exception and main materials: recent use and forecast</h2><div class=charts>" + chart_html
                + "</div>" if chart_html else "")
             + f"<footer><a href='{base}/d/{d}'>All stores</a> · final = the planner's number where changed, else "

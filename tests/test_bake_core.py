@@ -1,0 +1,114 @@
+"""The thaw and bake plan's core (``forecasting.inventory.bake``): properties a wrong plan would break."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from forecasting.inventory.bake import BakeItem, SellDownSettings, hhmm, parse_hhmm, plan_day
+
+OPEN, CLOSE = 7, 19
+RELEASES = [6.0, 10.5, 14.0]
+MORNING = {7: 4.0, 8: 5.0, 9: 3.0, 10: 1.5, 11: 1.5, 12: 2.0, 13: 1.5, 14: 1.0, 15: 1.0, 16: 1.0, 17: 0.8, 18: 0.7}
+
+
+def item(price: float = 3.75, cost: float = 1.10, shelf: float = 8.0, scale: float = 1.0, item_id: int = 1,
+         dispersion: float = 0.08) -> BakeItem:
+    return BakeItem(item_id, f"item {item_id}", {h: m * scale for h, m in MORNING.items()}, dispersion, shelf, cost,
+                    price)
+
+
+def one(it: BakeItem, **kw):
+    return plan_day([it], RELEASES, OPEN, CLOSE, sell_down=kw.pop("sell_down", None), seed=3, **kw).items[0]
+
+
+def test_whole_pieces_and_no_release_after_closing():
+    plan = plan_day([item()], [6.0, 10.5, 14.0, 19.0, 21.5], OPEN, CLOSE, seed=1)
+    assert plan.release_times == RELEASES and plan.dropped_times == [19.0, 21.5]
+    rel = plan.items[0].releases
+    assert [r.time for r in rel] == RELEASES
+    assert all(isinstance(r.pieces, int) and r.pieces >= 0 for r in rel)
+    assert all(r.covers_until <= CLOSE for r in rel) and rel[0].start_by == 5.5
+
+
+def test_a_higher_margin_never_lowers_the_pieces():
+    """Over the day (a bigger first release may leave more fresh pieces for the next, but never more than it
+    added) and at the first release (the same demand paths at a higher critical ratio)."""
+    plans = [one(item(price=p, scale=2.0)) for p in (1.3, 1.6, 2.0, 3.0, 4.5, 7.0, 12.0)]
+    totals = [p.pieces for p in plans]
+    firsts = [p.releases[0].pieces for p in plans]
+    assert totals == sorted(totals) and firsts == sorted(firsts)
+    assert totals[-1] > totals[0]  # and it does raise them
+    levels = [p.releases[0].service_level for p in plans]
+    assert levels == sorted(levels) and levels[0] < levels[-1]
+
+
+def test_a_shorter_shelf_life_moves_pieces_to_later_releases():
+    long, short = one(item(shelf=12.0)), one(item(shelf=3.0))
+    late = [sum(r.pieces for r in p.releases[1:]) / max(p.pieces, 1) for p in (long, short)]
+    assert late[1] > late[0]
+    assert short.releases[0].covers_until == pytest.approx(6.0 + 3.0)  # stale at 09:00, not 10:30
+    assert "go stale at 09:00" in short.releases[0].reason
+
+
+def test_totals_track_the_daily_forecast():
+    for scale in (0.5, 2.0, 6.0):
+        p = one(item(scale=scale))
+        daily = sum(MORNING.values()) * scale
+        assert p.daily_mean == pytest.approx(daily, rel=1e-6)
+        assert p.expected_sold + p.expected_lost == pytest.approx(daily, rel=0.08)  # demand is sold or lost
+        assert 0.8 * daily <= p.pieces <= 1.6 * daily + 3
+        assert p.expected_sold + p.expected_waste == pytest.approx(p.pieces, abs=0.01)  # every piece sells or goes
+
+
+def test_pieces_left_fresh_are_counted_against_the_next_release():
+    p = one(item(shelf=12.0))
+    later = p.releases[1]
+    assert later.fresh_carried > 0 and "still fresh from earlier" in later.reason
+    assert abs(later.pieces - (later.shelf_target - later.fresh_carried)) <= 0.51  # whole pieces to the target
+    assert f"top it up to {later.shelf_target} pc" in later.reason
+    assert later.shelf_target >= later.demand_mean  # the target covers more than the usual demand at CR 71%
+
+
+def test_sell_down_is_offered_only_when_it_pays_and_names_its_numbers():
+    busy = item(price=6.0, cost=0.5, scale=3.0, shelf=12.0)  # a wide margin: generous batches, leftovers tonight
+    offered = one(busy, sell_down=SellDownSettings(hours_before_close=2.0, discount=0.3, lift=1.0)).sell_down
+    assert offered is not None and offered.time == 17.0 and offered.offer
+    assert offered.expected_leftover >= 1 and offered.expected_saved >= 1 and offered.effect_usd > 0
+    assert "30% off from 17:00" in offered.reason and f"{offered.effect_usd:.2f}" in offered.reason
+    steep = one(busy, sell_down=SellDownSettings(discount=0.5, lift=1.0)).sell_down  # the discount eats the gain
+    assert steep is not None and not steep.offer and steep.effect_usd < 0 and "No coupon" in steep.reason
+    no_lift = one(busy, sell_down=SellDownSettings(discount=0.3, lift=0.0)).sell_down
+    assert no_lift is not None and not no_lift.offer and no_lift.expected_saved == 0
+    lean = one(item(price=2.0, cost=1.5), sell_down=SellDownSettings()).sell_down  # lean batches: little left
+    assert lean is None or lean.expected_leftover >= 1
+
+
+def test_seeded_and_fast():
+    items = [item(item_id=i, scale=0.5 + i % 4, shelf=4.0 + i % 3 * 4, price=3 + i % 5) for i in range(30)]
+    t0 = time.perf_counter()
+    a = plan_day(items, RELEASES, OPEN, CLOSE, sell_down=SellDownSettings(), seed=9)
+    took = time.perf_counter() - t0
+    b = plan_day(items, RELEASES, OPEN, CLOSE, sell_down=SellDownSettings(), seed=9)
+    assert a == b
+    assert took < 1.0, took
+
+
+def test_times():
+    assert parse_hhmm("10:30") == 10.5 and hhmm(10.5) == "10:30" and hhmm(6.0) == "06:00"
+    with pytest.raises(ValueError, match="25:00"):
+        parse_hhmm("25:00")
+    with pytest.raises(ValueError, match="closing"):
+        plan_day([item()], RELEASES, 19, 7)
+
+
+def test_covering_the_shelf_life_pools_a_slow_items_demand():
+    """A slow, long-lived item: covering until its pieces go stale puts more out at 06:00 and loses fewer sales."""
+    slow = item(scale=0.3, shelf=12.0)
+    by_release, by_life = one(slow), one(slow, cover="shelf_life")
+    assert by_life.releases[0].covers_until == 18.0 and by_release.releases[0].covers_until == 10.5  # 06:00 + 12 h
+    assert by_life.releases[0].pieces > by_release.releases[0].pieces
+    assert by_life.expected_lost < by_release.expected_lost
+    with pytest.raises(ValueError, match="cover"):
+        one(slow, cover="all_day")
