@@ -330,7 +330,7 @@ class BakeConfig(_Section):
         default_factory=lambda: ["06:00", "10:30", "14:00"], min_length=1)  # local HH:MM when pieces go out
     lead_minutes: int = Field(30, ge=0, le=720)  # minutes of thawing or baking before a release
     # the demand a release covers: until the next release, or until its pieces go stale (both end at closing)
-    cover: str = Field("next_release", pattern="^(next_release|shelf_life)$")
+    cover: str = Field("shelf_life", pattern="^(next_release|shelf_life)$")
     default_shelf_hours: float = Field(8.0, gt=0, le=72)  # hours a piece sells after thaw/bake (other categories)
     shelf_hours_by_category: dict[str, float] = Field(  # product category -> hours after thaw/bake
         default_factory=lambda: {"Bakery": 8.0, "Food": 12.0})
