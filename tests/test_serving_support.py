@@ -93,7 +93,11 @@ def start_server(config: str, log_dir: Path, token: str | None = None, timeout_s
     """``bentoml serve serving.service:Replenishment`` on a free port with ``config``; waits for /readyz."""
     port = free_port()
     log = log_dir / f"serve-{port}.log"
-    full_env = {**os.environ, "REPLENISH_CONFIG": config, "PYTHONPATH": str(ROOT), **env}
+    # Own BentoML home: every `bentoml serve` empties $BENTOML_HOME/prometheus_multiproc_dir when it starts, so a
+    # server started meanwhile (by another test module, or anyone else on the machine) would erase this one's
+    # metrics (the refused-model counter on /metrics). Models are served from MLflow, not from BentoML's store.
+    full_env = {**os.environ, "REPLENISH_CONFIG": config, "PYTHONPATH": str(ROOT),
+                "BENTOML_HOME": str(log_dir / f"bentoml-{port}"), **env}
     full_env.pop("REPLENISH_API_TOKEN", None)
     if token:
         full_env["REPLENISH_API_TOKEN"] = token
