@@ -66,7 +66,9 @@ _REGISTRY: dict[str, tuple[str, bool, str]] = {
     "is_weekend": ("daily", True, "Saturday or Sunday"),
     "month_of_year": ("daily", True, "1..12"),
     "day_of_month": ("daily", True, "1..31"),
-    "is_holiday": ("daily", True, "US + New York public holiday (holidays package)"),
+    "is_holiday": ("daily", True, "public holiday of the source's calendar: the country / subdivision a POS import "
+                                  "stored in t_source_meta, else features.holiday_country / holiday_subdiv "
+                                  "(holidays package)"),
     "holiday_name": ("daily", True, "holiday name, null otherwise"),
     "days_since_store_open": ("daily", True, "days since t_store.open_date"),
     "days_since_launch": ("daily", True, "days since t_product.launch_date (NaN when unknown)"),

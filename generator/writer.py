@@ -2,7 +2,8 @@
 
 Why the DBAPI cursor: SQLAlchemy Core inserts of dicts cost several seconds per million rows; ``executemany`` of
 tuples is several times faster (pymysql rewrites it into multi-row INSERTs). One transaction means an interrupted
-seed leaves the previous history untouched, and ``--replace`` deletes the old rows inside that same transaction.
+seed leaves the previous history untouched, and ``--replace`` deletes the old rows (the planners' proposals and their
+lifecycle included) inside that same transaction.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from forecasting.errors import DataError
 from forecasting.source.db import table_columns
-from forecasting.source.schema import HISTORY_TABLES, SourceSchema
+from forecasting.source.schema import HISTORY_TABLES, PLAN_TABLES, SourceSchema
 
 CHUNK = 50_000
 WRITE_ORDER = [
@@ -133,7 +134,7 @@ def write_history(
         if history_present(conn, schema):
             if not replace:
                 raise _refusal(engine)
-            for logical in HISTORY_TABLES:
+            for logical in (*PLAN_TABLES, *HISTORY_TABLES):  # the old history's proposals go with it
                 conn.execute(schema[logical].delete())
         cur = conn.connection.dbapi_connection.cursor()
         mark = "?" if sqlite else "%s"

@@ -51,6 +51,9 @@ def ui(
     console.print(f"MLflow UI on {uri} at http://{host}:{port} (experiment '{cfg.training.experiment}'); "
                   "Ctrl+C stops it", highlight=False, soft_wrap=True)
     sys.stdout.flush()
+    # MLflow's job runner (huey consumers for its GenAI jobs) is not used by this project's runs; without it the UI
+    # is up in about half the time (17 s instead of 30 s on a loaded machine). An explicit setting is kept.
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     os.execv(args[0], args)  # replace this process: Ctrl+C reaches MLflow's server directly
 
 

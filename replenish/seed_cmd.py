@@ -32,7 +32,8 @@ def seed(
                               "generator.seed in configs/, 42); the same seed gives the same history."),
     scenario: str = typer.Option(None, "--scenario", metavar="FILE",
                                  help="Scenario YAML (default: configs/scenarios/default.yaml)."),
-    replace: bool = typer.Option(False, "--replace", help="Overwrite an existing history (in the same transaction)."),
+    replace: bool = typer.Option(False, "--replace", help="Overwrite an existing history and the proposals planned "
+                                 "on it (in the same transaction)."),
     config: str = CONFIG,
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
     if_missing: bool = typer.Option(

@@ -17,6 +17,7 @@ import httpx
 import mlflow
 import pytest
 import yaml
+from mlflow_store import new_store
 
 from training.synthetic import synthetic_daily, synthetic_manifest
 
@@ -40,7 +41,7 @@ def project(tmp_path_factory) -> dict:
         "REPLENISH_CONFIG": str(config),
         "COLUMNS": "200",
     }
-    return {"tmp": tmp, "env": env, "store": tmp / "mlruns", "fdir": fdir}
+    return {"tmp": tmp, "env": env, "store": new_store(tmp / "mlruns"), "fdir": fdir}
 
 
 def _config(tmp: Path, fdir: Path, n_estimators: int) -> dict:
@@ -129,15 +130,7 @@ def test_train_again_with_nothing_changed_registers_no_new_version(project, trai
     assert proc.returncode == 0 and json.loads(proc.stdout)["run_id"], proc.stderr[-2000:]
 
 
-def test_backtest_prints_its_run_id(project, trained):
-    proc = cli(project, "backtest")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    _quiet(proc)
-    run_id = proc.stdout.split("MLflow run ")[1].split()[0]
-    assert _client(project).get_run(run_id).data.tags["job"] == "backtest"
-
-
-def test_tune_changes_nothing_until_applied(project, trained):
+def test_tune_changes_nothing_until_applied_and_backtest_prints_its_run_id(project, trained):
     proc = cli(project, "tune", "--trials", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     _quiet(proc)
@@ -145,8 +138,13 @@ def test_tune_changes_nothing_until_applied(project, trained):
     assert not (project["tmp"] / "tuned.yaml").exists()
     proc = cli(project, "tune", "apply", run_id)
     assert proc.returncode == 0 and (project["tmp"] / "tuned.yaml").is_file(), proc.stderr
-    proc = cli(project, "backtest", "--no-log", "--json")
+    # one backtest run checks both: it uses the applied parameters and prints its own run id (quietly)
+    proc = cli(project, "backtest")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    _quiet(proc)
     assert f"MLflow tuning run {run_id}" in proc.stderr
+    backtest_id = proc.stdout.split("MLflow run ")[1].split()[0]
+    assert backtest_id != run_id and _client(project).get_run(backtest_id).data.tags["job"] == "backtest"
     proc = cli(project, "tune", "apply", "0123456789abcdef")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no tuning run" in proc.stderr
 

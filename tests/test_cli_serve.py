@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from test_serving_support import start_server, world
+from test_serving_support import api_server
 
 from forecasting.version import package_version
-
-TOKEN = "test-token-openapi-1c9e"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    w = world(tmp_path_factory)
-    srv = start_server(w["config"], tmp_path_factory.mktemp("serve-openapi"), token=TOKEN)
-    yield srv
-    srv.stop()
+    return api_server(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

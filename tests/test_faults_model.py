@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
+from mlflow_store import new_store
 from test_serving_support import start_server, wait_for
 
 
@@ -22,7 +23,9 @@ from test_serving_support import start_server, wait_for
 def setup(tmp_path_factory):
     from serving.devworld import build
 
-    w = build(tmp_path_factory.mktemp("faults-model-world"), progress=lambda _m: None)
+    root = tmp_path_factory.mktemp("faults-model-world")
+    new_store(root / "mlruns")
+    w = build(root, progress=lambda _m: None)
     srv = start_server(w["config"], tmp_path_factory.mktemp("faults-model-serve"))
     yield {"server": srv, "world": w}
     srv.stop()

@@ -258,3 +258,15 @@ def test_cli_bad_until_is_one_line_exit_2(sqlite_url, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --until") and "\n" not in err
+
+
+def test_holidays_follow_the_configured_calendar_and_the_registry_says_so(sqlite_url, tmp_path):
+    """Election Day (2025-11-04) is a New York holiday, not a Californian one: the configured calendar decides, and
+    the registry describes where the calendar comes from instead of naming one."""
+    engine, schema, _ = build_source(sqlite_url)
+    fs = FeatureStore(tmp_path / "fs")
+    build_features(engine, schema, str(fs.path), config=FeaturesConfig(holiday_country="US", holiday_subdiv="CA"))
+    d = fs.read("daily").set_index(["store_id", "product_id", "date"])
+    assert not d.loc[(1, 101, pd.Timestamp("2025-11-04")), "is_holiday"]
+    desc = fs.manifest()["feature_registry"]["is_holiday"]["description"]
+    assert "New York" not in desc and "features.holiday_country" in desc and "t_source_meta" in desc

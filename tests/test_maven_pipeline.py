@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from mlflow_store import new_store
 from typer.testing import CliRunner
 
 from forecasting.config import shared_data_path
@@ -53,7 +54,7 @@ def maven(tmp_path_factory) -> dict:
     cfg = yaml.safe_load(OVERLAY.read_text(encoding="utf-8"))
     db, feat = f"sqlite:///{root / 'X.db'}", str(root / "features")
     cfg["source"] = {"url": db}
-    cfg["mlflow"] = {"tracking_uri": str(root / "mlruns")}
+    cfg["mlflow"] = {"tracking_uri": str(new_store(root / "mlruns"))}
     cfg["features"] = {"out_dir": feat}
     cfg["planning"] = {"forecasts_dir": str(root / "forecasts"), "reports_dir": str(root / "reports")}
     cfg["training"].update(origins=1, tuned_params=None, lgbm={"n_estimators": 60})

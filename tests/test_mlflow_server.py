@@ -16,12 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from test_plan_world import small_world as shared_small_world
 
-from forecasting.config import FeaturesConfig, Settings, load_settings
+from forecasting.config import Settings, load_settings
 from training.data import ModelFrame
 from training.source import EvalSources
-
-SMALL_SCENARIO = "configs/scenarios/small.yaml"
 
 
 def _reset_mlflow() -> None:
@@ -48,25 +47,13 @@ def test_server_roundtrip_params_registry_alias(mlflow_server: str, tmp_path: Pa
 
 
 @pytest.fixture(scope="module")
-def small_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelFrame, EvalSources]:
-    """Generator small scenario (3 stores, 70 days) -> SQLite source -> feature store -> model frame + sources."""
-    from features.job import build_features
-    from forecasting.source.db import make_engine
-    from forecasting.source.schema import build_schema
-    from generator.api import generate
+def small_world() -> tuple[ModelFrame, EvalSources]:
+    """Generator small scenario (3 stores, 70 days, seed 42) -> SQLite source -> feature store -> model frame +
+    sources: the session's shared small world (read only here), not a second build of the same history."""
     from training.pipeline import eval_sources, load_frame
 
-    root = tmp_path_factory.mktemp("server-world")
-    url = f"sqlite:///{root / 'source.db'}"
-    schema = build_schema()
-    engine = make_engine(url, schema)
-    try:
-        generate(engine, schema, SMALL_SCENARIO, 42)
-        build_features(engine, schema, str(root / "features"), full=True, config=FeaturesConfig())
-    finally:
-        engine.dispose()
-    frame = load_frame(root / "features")
-    return frame, eval_sources(url, load_settings(environ={}))
+    world = shared_small_world()
+    return load_frame(world.features), eval_sources(world.db_url, load_settings(environ={}))
 
 
 def _server_settings(server: str) -> Settings:

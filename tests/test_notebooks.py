@@ -16,8 +16,10 @@ from typing import Any
 
 import nbformat
 import pytest
+from mlflow_store import new_store
+from test_plan_world import small_world
 
-from forecasting.config import FeaturesConfig, load_settings
+from forecasting.config import load_settings
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = ("exploration.ipynb", "model_comparison.ipynb")
@@ -50,28 +52,21 @@ def kernel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """Small-scenario source + feature store + one tiny promoted training run; the notebooks' environment."""
+    """Small-scenario source + feature store + one tiny promoted training run; the notebooks' environment.
+
+    The source and features are the session's shared small world (the notebooks only read them); the MLflow store
+    is this module's own, so the champion the notebook examines is the run trained here."""
     import mlflow
 
-    from features.job import build_features
-    from forecasting.source.db import make_engine
-    from forecasting.source.schema import build_schema
-    from generator.api import generate
     from training.pipeline import eval_sources, load_frame, promote_job, train_job
 
+    shared = small_world()
     root = tmp_path_factory.mktemp("nb-world")
-    url = f"sqlite:///{root / 'source.db'}"
-    schema = build_schema()
-    engine = make_engine(url, schema)
-    try:
-        generate(engine, schema, "configs/scenarios/small.yaml", 42)
-        build_features(engine, schema, str(root / "features"), full=True, config=FeaturesConfig())
-    finally:
-        engine.dispose()
+    url = shared.db_url
     env = {
         "REPLENISH_DB_URL": url,
-        "REPLENISH_FEATURES_DIR": str(root / "features"),
-        "REPLENISH__MLFLOW__TRACKING_URI": str(root / "mlruns"),
+        "REPLENISH_FEATURES_DIR": str(shared.features),
+        "REPLENISH__MLFLOW__TRACKING_URI": str(new_store(root / "mlruns")),
         "REPLENISH__TRAINING__TUNED_PARAMS": "",
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
     }
@@ -83,7 +78,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     })
     s = s.model_copy(update={"training": t})
     try:
-        out = train_job(s, load_frame(root / "features"), eval_sources(url, s))
+        out = train_job(s, load_frame(shared.features), eval_sources(url, s))
         promote_job(s, force=True)
     finally:
         mlflow.set_tracking_uri(None)

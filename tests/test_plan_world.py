@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from mlflow_store import new_store
 from typer.testing import CliRunner
 
 from forecasting.config import Settings, load_settings, resolve_path
@@ -94,6 +95,7 @@ def small_world() -> SmallWorld:
     generate(engine, schema, str(SMALL), seed=42)
     build_features(engine, schema, str(root / "features"), config=settings.features)
     engine.dispose()
+    new_store(root / "mlruns")
     register_champion(settings)
     run_batch(settings)
     return SmallWorld(root, url, cfg_path, settings, END)
@@ -175,6 +177,6 @@ def test_no_champion_is_a_data_error(tmp_path):
     from training.batch import load_champion
 
     s = load_settings(environ={})
-    s = s.model_copy(update={"mlflow": s.mlflow.model_copy(update={"tracking_uri": str(tmp_path / "ml")})})
+    s = s.model_copy(update={"mlflow": s.mlflow.model_copy(update={"tracking_uri": str(new_store(tmp_path / "ml"))})})
     with pytest.raises(DataError, match="no champion"):
         load_champion(s)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import date, datetime
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, insert, select, text
 
 from forecasting.errors import ConfigError
 from forecasting.source.db import open_source
+from forecasting.source.schema import PLAN_TABLES
 from generator import generate, load_scenario
 from generator.stats import STAT_KEYS, content_hash
 from replenish.cli import main
@@ -45,12 +47,40 @@ def test_refuses_existing_history_without_replace(seeded, capsys):
     assert len([ln for ln in err.splitlines() if ln.strip()]) == 1
 
 
+def _plan_on(engine, schema) -> None:
+    """A planner's day on the current history: a proposal line, its state, an override and a release."""
+    day, now = date(2025, 11, 25), datetime(2025, 11, 25, 9, 0)
+    rows = {
+        "proposals": {"proposal_date": day, "store_id": 1, "material_id": 1, "qty": 2000.0, "packs": 2,
+                      "pack_size": 1000.0, "delivery_date": day, "explanation": "{}", "model_version": "v1",
+                      "data_date": day, "created_at": now, "status": "released"},
+        "proposal_states": {"proposal_date": day, "store_id": 1, "status": "released", "updated_at": now},
+        "proposal_overrides": {"proposal_date": day, "store_id": 1, "material_id": 1, "packs": 3, "reason": "fair",
+                               "created_by": "ana", "created_at": now},
+        "releases": {"idempotency_key": "k-1", "body_hash": "h", "proposal_date": day, "store_id": 1,
+                     "released_by": "ana", "released_at": now, "n_orders": 1, "packs": 3},
+    }
+    with engine.begin() as conn:
+        for name, row in rows.items():
+            conn.execute(insert(schema[name]), [row])
+
+
+def _plan_counts(engine, schema) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {t: conn.execute(select(func.count()).select_from(schema[t])).scalar() for t in PLAN_TABLES}
+
+
 def test_replace_swaps_the_history_and_interrupted_seed_keeps_it(tmp_path):
     url = f"sqlite:///{tmp_path / 'r.db'}"
     assert run(["seed", "--db", url, "--scenario", SMALL, "--seed", "1", "--quiet"]) == 0
+    engine, schema = open_source(url)
+    _plan_on(engine, schema)
+    assert set(_plan_counts(engine, schema).values()) == {1}
     assert run(["seed", "--db", url, "--scenario", SMALL, "--seed", "2", "--replace", "--quiet"]) == 0
     assert _meta(url)["seed"] == "2"
-    engine, schema = open_source(url)
+    # the old history's proposals and their lifecycle went with it (they name its stores, materials and days)
+    assert set(_plan_counts(engine, schema).values()) == {0}
+    _plan_on(engine, schema)
     before = content_hash(engine, schema)
 
     def boom(table: str) -> None:
@@ -60,7 +90,7 @@ def test_replace_swaps_the_history_and_interrupted_seed_keeps_it(tmp_path):
     with pytest.raises(RuntimeError, match="simulated"):
         generate(engine, schema, SMALL, 3, replace=True, hook=boom)
     assert content_hash(engine, schema) == before  # the old history, untouched, not mixed with the new one
-    assert _meta(url)["seed"] == "2"
+    assert _meta(url)["seed"] == "2" and set(_plan_counts(engine, schema).values()) == {1}  # and its proposals
 
 
 def test_interrupted_first_seed_leaves_no_half_history(tmp_path):

@@ -7,17 +7,13 @@ from datetime import date, timedelta
 
 import httpx
 import pytest
-from test_serving_support import start_server, world
-
-TOKEN = "test-token-7f3a"
+from test_serving_support import api_server, world
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    w = world(tmp_path_factory)
-    srv = start_server(w["config"], tmp_path_factory.mktemp("serve-api"), token=TOKEN)
+    srv = api_server(tmp_path_factory)
     yield srv
-    srv.stop()
     log = srv.log_text()
     assert "Traceback" not in log or "ValidationError" in log, log[-3000:]
 

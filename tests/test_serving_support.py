@@ -6,6 +6,7 @@ Why a subprocess: the API is tested as it runs in production, ``bentoml serve`` 
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from mlflow_store import new_store
 
 ROOT = Path(__file__).resolve().parent.parent
 BENTOML = str(Path(sys.executable).with_name("bentoml"))
@@ -27,8 +29,25 @@ def world(tmp_path_factory) -> dict:
     if not _WORLD:
         from serving.devworld import build
 
-        _WORLD.update(build(tmp_path_factory.mktemp("serving-world"), progress=lambda _m: None))
+        root = tmp_path_factory.mktemp("serving-world")
+        new_store(root / "mlruns")
+        _WORLD.update(build(root, progress=lambda _m: None))
     return _WORLD
+
+
+API_TOKEN = "test-token-7f3a"
+_API: dict = {}
+
+
+def api_server(tmp_path_factory) -> Server:
+    """One ``bentoml serve`` on the serving world with ``API_TOKEN``, shared by the modules that only send it
+    requests (``test_cli_serve``, ``test_serving_api``): each start costs 10-15 s on a loaded machine. Stopped when
+    the session ends; modules with their own configuration, token or log checks start their own."""
+    if "server" not in _API:
+        srv = start_server(world(tmp_path_factory)["config"], tmp_path_factory.mktemp("serve-api"), token=API_TOKEN)
+        atexit.register(srv.stop)
+        _API["server"] = srv
+    return _API["server"]
 
 
 def free_port() -> int:
@@ -74,7 +93,11 @@ def start_server(config: str, log_dir: Path, token: str | None = None, timeout_s
     """``bentoml serve serving.service:Replenishment`` on a free port with ``config``; waits for /readyz."""
     port = free_port()
     log = log_dir / f"serve-{port}.log"
-    full_env = {**os.environ, "REPLENISH_CONFIG": config, "PYTHONPATH": str(ROOT), **env}
+    # Own BentoML home: every `bentoml serve` empties $BENTOML_HOME/prometheus_multiproc_dir when it starts, so a
+    # server started meanwhile (by another test module, or anyone else on the machine) would erase this one's
+    # metrics (the refused-model counter on /metrics). Models are served from MLflow, not from BentoML's store.
+    full_env = {**os.environ, "REPLENISH_CONFIG": config, "PYTHONPATH": str(ROOT),
+                "BENTOML_HOME": str(log_dir / f"bentoml-{port}"), **env}
     full_env.pop("REPLENISH_API_TOKEN", None)
     if token:
         full_env["REPLENISH_API_TOKEN"] = token

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from mlflow_store import new_store
 from typer.testing import CliRunner
 
 from forecasting.config import load_settings
@@ -36,7 +37,8 @@ def _settings(tmp, **training):
         }
     )
     t.tune = t.tune.model_copy(update={"origins": 2})
-    return s.model_copy(update={"training": t, "mlflow": s.mlflow.model_copy(update={"tracking_uri": str(tmp / "ml")})})
+    store = str(new_store(tmp / "ml"))
+    return s.model_copy(update={"training": t, "mlflow": s.mlflow.model_copy(update={"tracking_uri": store})})
 
 
 @pytest.fixture(scope="module")

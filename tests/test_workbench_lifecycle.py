@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from datetime import date
+from html import escape
 
 import pytest
 from sqlalchemy import func, select
@@ -199,3 +200,19 @@ def test_bad_requests_are_4xx_with_one_line(client):
     r = client.post("/workbench/api/proposals/2025-11-01/1/approve", headers=_h(PLANNER))
     assert r.status_code == 404 and "no proposal" in r.json()["error"]
     assert client.post("/workbench/api/proposals/2025-13-01/1/approve", headers=_h(PLANNER)).status_code == 400
+
+
+def test_the_store_page_names_the_material_a_planner_changed(client, src):
+    """The flash message after a form post names the material as the planner knows it, not by its id."""
+    engine, schema = src
+    mid = _orderable(engine, schema, 1)[0]
+    m = schema["materials"]
+    with engine.connect() as conn:
+        name = conn.execute(select(m.c.material_name).where(m.c.material_id == mid)).scalar_one()
+    page = client.post(f"/workbench/d/{D}/store/1/override", headers=_h(PLANNER),
+                       data={"material_id": str(mid), "packs": "3", "reason": "street fair"})
+    assert page.status_code == 200 and page.url.path == f"/workbench/d/{D}/store/1"
+    flash = page.text.split("<div class=msg role=status>")[1].split("</div>")[0]
+    assert flash == f"{escape(name)}: 3 packs recorded (street fair)" and f"material {mid}" not in flash
+    page = client.post(f"/workbench/d/{D}/store/1/withdraw", headers=_h(PLANNER), data={"material_id": str(mid)})
+    assert f"<div class=msg role=status>{escape(name)}: change withdrawn</div>" in page.text

@@ -58,6 +58,9 @@ DEFAULT_TABLES: dict[str, str] = {
 # (or cancelled); written by `planning.lifecycle`, never by `seed`.
 PROPOSAL_STATUSES = ("draft", "approved", "released", "cancelled")
 LIFECYCLE_TABLES = ("proposal_states", "proposal_overrides", "releases")
+# The planners' tables of one history: ``seed --replace`` clears them with the history they were planned on (their
+# stores, materials and dates are the old history's).
+PLAN_TABLES = ("proposals", *LIFECYCLE_TABLES)
 
 # Tables that hold a generated history (cleared together by ``seed --replace``); ground truth included.
 HISTORY_TABLES = [

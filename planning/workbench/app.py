@@ -205,11 +205,11 @@ def create_app(settings: Settings, engine=None, schema=None, bake_plan=None) -> 
                     raise DataError(f"packs {packs!r} must be a whole number >= 0")
                 reason = str(form.get("reason", "")).strip()
                 n = lifecycle.override(eng, sch, dd, sid, mid, int(packs), reason, user)
-                msg = f"material {mid}: {packs} packs recorded ({reason})" if n else "unchanged"
+                msg = f"{data.material_label(eng, sch, mid)}: {packs} packs recorded ({reason})" if n else "unchanged"
             elif what == "withdraw":
                 mid = int(str(form.get("material_id", "")))
                 lifecycle.withdraw(eng, sch, dd, sid, mid, user)
-                msg = f"material {mid}: change withdrawn"
+                msg = f"{data.material_label(eng, sch, mid)}: change withdrawn"
             elif what in ("approve", "reopen", "cancel"):
                 getattr(lifecycle, what)(eng, sch, dd, sid, user)
                 msg = {"approve": "approved", "reopen": "reopened", "cancel": "cancelled"}[what]

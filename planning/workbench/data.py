@@ -139,3 +139,11 @@ def count_age_days(engine: Engine, schema: SourceSchema, store: int, d: date) ->
     if newest is None:
         return None
     return (d - timedelta(days=1) - lifecycle._d(newest)).days
+
+
+def material_label(engine: Engine, schema: SourceSchema, material_id: int) -> str:
+    """The material's name for messages to planners ("Oat milk 1 L", not "material 7"); its id when unnamed."""
+    m = schema["materials"]
+    with engine.connect() as conn:
+        name = conn.execute(select(m.c.material_name).where(m.c.material_id == material_id)).scalar()
+    return str(name) if name else f"material {material_id}"
