@@ -330,8 +330,7 @@ def finish_build(engine: Engine, src: extract.Source, cfg: FeaturesConfig, ctx: 
                               horizons=horizons, built=built, summary=summary,
                               rows_by_month=rows_by_month, censored=censored, q_on_disk=q_on_disk,
                               products=ctx.products,
-                              planned=planned_events(ctx.stores, ctx.campaigns, ctx.cfg.holiday_country,
-                                                     ctx.cfg.holiday_subdiv))
+                              planned=planned_events(ctx.stores, ctx.campaigns, *ctx.holidays))  # as the rows
     staging.commit(not incremental, manifest, DATASETS)
     return summary
 

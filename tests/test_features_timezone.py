@@ -1,7 +1,9 @@
-"""The feature window follows the stores' own time zones, not the configured default one."""
+"""A log from another country: the feature window follows the stores' own time zones and the future's holidays
+come from the log's own stored calendar, as its history rows do, not from the configured defaults."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +35,7 @@ def test_last_local_day_of_a_log_far_east_of_new_york_is_built(tmp_path):
     log.to_csv(path, index=False)
     mapping = yaml.safe_load((ROOT / "configs" / "sources" / "maven_coffee.yaml").read_text())
     mapping["timezone"] = "Pacific/Auckland"
+    mapping["holidays"] = {"country": "NZ"}
     mpath = tmp_path / "mapping.yaml"
     mpath.write_text(yaml.safe_dump(mapping))
     url = f"sqlite:///{tmp_path / 'src.db'}"
@@ -44,5 +47,8 @@ def test_last_local_day_of_a_log_far_east_of_new_york_is_built(tmp_path):
     finally:
         engine.dispose()
     daily = pd.read_parquet(tmp_path / "features" / "daily")
+    manifest = json.loads((tmp_path / "features" / "manifest.json").read_text())
+    # the future frame reads this calendar: the same one the rows were built with (US / NY is the config default)
+    assert manifest["calendar"]["holidays"] == {"country": "NZ", "subdiv": None}
     assert pd.Timestamp(daily["date"].max()).date() == pd.Timestamp(days[-1]).date()
     assert pd.Timestamp(daily["date"].min()).date() == pd.Timestamp(days[0]).date()

@@ -3,7 +3,7 @@
 Why a replay and not a formula: lost sales, pack rounding, delivery calendars and expiry interact, and the metrics
 planners use (fill rate, cycle service level, waste %, days of cover, cost) only come out of walking the days.
 Pure: demand, starting stock and costs in, metrics out; the policy is any callable, so the production engine
-(``forecasting.proposal``) and simple baselines are compared on the same days.
+(``forecasting.inventory.proposal``) and simple baselines are compared on the same days.
 
 Day convention (same as the proposal): arrivals due today are received in the morning; the policy then sees the
 stock and the pipeline and may order (arrival = day + lead time, or the supplier's calendar); demand is served
