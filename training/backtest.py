@@ -102,7 +102,7 @@ def material_level(preds: pd.DataFrame, models: list[str], bom: pd.DataFrame) ->
         x[c] = x[c] * x["qty_per_unit"]
     agg = {**{c: "sum" for c in ["y", *models]}, "censored": "any"}
     if "unit_cost" in x:
-        agg["unit_cost"] = "first"  # kept so material errors can be weighed in $ (forecasting.evaluation.metrics.at_cost)
+        agg["unit_cost"] = "first"  # material errors weighed in $ (evaluation.metrics.at_cost)
     g = x.groupby(["store_id", "material_id", "ds", "cutoff", "horizon"], as_index=False).agg(agg)
     g["unique_id"] = g["store_id"].astype(str) + "_m" + g["material_id"].astype(str)
     return g
