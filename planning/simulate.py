@@ -35,7 +35,7 @@ from forecasting.db import existing_tables
 from forecasting.errors import DataError
 from forecasting.metrics import mean_interval, paired_difference
 from forecasting.policy import assess_count, resolve_policy
-from forecasting.proposal import propose
+from forecasting.proposal import WindowDemand, precompute_window_demand, propose
 from forecasting.schedule import DeliverySchedule, order_window
 from forecasting.schema import SourceSchema
 from forecasting.simulation import DayState, DeliveryRisk, MaterialCosts, Recipes, SimulationResult, replay
@@ -573,8 +573,29 @@ class EnginePolicy:
                                                                         strict=True))}
         self.sched = _schedules(world.suppliers)
         self.mat_sup = world.materials.set_index("material_id")["supplier_id"].astype(int)
-        self.seconds = {"forecast": 0.0, "propose": 0.0}
+        self.seconds = {"forecast": 0.0, "window_demand": 0.0, "propose": 0.0}
         self.got = np.zeros((len(world.store_ids), len(world.days)))  # receipts so far: the age of perishable stock
+
+    def _window_demand(self, day: date, mats: set[int]) -> WindowDemand | None:
+        """The demand side of the day's proposal (``precompute_window_demand`` on the day's forecasts for the
+        materials whose supplier takes orders today), drawn once per day and shared by every demand seed through
+        the memo; None when no forecast covers the day."""
+        memo = getattr(self.forecasts, "window_demand", None)
+        if memo is not None and day in memo:
+            return memo[day]
+        t0 = time.perf_counter()
+        fc = self.forecasts(day)
+        self.seconds["forecast"] += time.perf_counter() - t0
+        bom = self.w.bom[self.w.bom["material_id"].isin(mats)]
+        fc = fc[fc["store_id"].isin(self.stores) & fc["product_id"].isin(bom["product_id"])]
+        wd = None
+        if not fc.empty and pd.Timestamp(fc["date"].min()) <= pd.Timestamp(day):
+            t0 = time.perf_counter()
+            wd = precompute_window_demand(fc, self.w.materials, bom, self.w.suppliers, day, self.cfg)
+            self.seconds["window_demand"] += time.perf_counter() - t0
+        if memo is not None:
+            memo[day] = wd
+        return wd
 
     def _receipts(self, idx: np.ndarray, t: int) -> pd.DataFrame:
         """Receipts of the perishable series ``idx`` over their shelf life before day ``t`` (t_replenishment_order
@@ -600,12 +621,8 @@ class EnginePolicy:
         in_play = np.array([int(m) in mats for m in w.material_ids])
         if not in_play.any():
             return qty
-        t0 = time.perf_counter()
-        fc = self.forecasts(day)
-        self.seconds["forecast"] += time.perf_counter() - t0
-        bom = w.bom[w.bom["material_id"].isin(mats)]
-        fc = fc[fc["store_id"].isin(self.stores) & fc["product_id"].isin(bom["product_id"])]
-        if fc.empty or pd.Timestamp(fc["date"].min()) > pd.Timestamp(day):
+        wd = self._window_demand(day, mats)
+        if wd is None:
             return qty
         idx = np.nonzero(in_play)[0]
         inv = pd.DataFrame({"store_id": w.store_ids[idx], "material_id": w.material_ids[idx],
@@ -620,8 +637,8 @@ class EnginePolicy:
         if len(got):
             orders = pd.concat([orders.astype({"received_on": "datetime64[ns]"}), got], ignore_index=True)
         t0 = time.perf_counter()
-        lines = propose(fc, w.materials, bom, w.suppliers, inv, day, self.cfg, self.name, day - timedelta(days=1),
-                        orders=orders)
+        lines = propose(pd.DataFrame(), w.materials, w.bom, w.suppliers, inv, day, self.cfg, self.name,
+                        day - timedelta(days=1), orders=orders, window_demand=wd)
         self.seconds["propose"] += time.perf_counter() - t0
         for ln in lines:
             j = self.pos.get((ln.store_id, ln.material_id))
@@ -783,12 +800,15 @@ _SHARED: dict[str, Any] = {}  # the world and settings, inherited by forked work
 
 
 class _Memo:
-    """A forecast provider's answers kept by day: forecasts depend on the history, not on the replayed demand, so
-    every demand seed reuses them (the seeds then cost only the engine's proposals)."""
+    """A forecast provider's answers kept by day, and the window demand drawn from them: both depend on the history
+    and the order date, not on the replayed demand or what the store holds, so every demand seed reuses them (the
+    seeds then cost only the policy's arithmetic on each seed's stock, as an API request does on a precomputed
+    ``WindowDemand``)."""
 
     def __init__(self, provider: Callable[[date], pd.DataFrame]) -> None:
         self.provider = provider
         self.days: dict[date, pd.DataFrame] = {}
+        self.window_demand: dict[date, WindowDemand | None] = {}
 
     def __call__(self, day: date) -> pd.DataFrame:
         if day not in self.days:
@@ -823,7 +843,7 @@ def _replay_one(name: str) -> tuple[str, dict[str, Any]]:
     settings = _SHARED["settings"]
     provider = _provider(name)
     memo = _Memo(provider) if provider is not None else None
-    runs, detail = [], {"forecast": 0.0, "propose": 0.0}
+    runs, detail = [], {"forecast": 0.0, "window_demand": 0.0, "propose": 0.0}
     for w in _SHARED["worlds"]:
         t1 = time.perf_counter()
         pol = _SHARED["prebuilt"]["incumbent"] if memo is None else EnginePolicy(w, memo, settings, name)
