@@ -82,6 +82,9 @@ def main() -> int:
                     help="reported: the last simulation.weeks weeks; selection: the weeks before (choose settings "
                          "there, never on the reported period)")
     ap.add_argument("--seeds", type=int, help="demand seeds (default simulation.seeds)")
+    ap.add_argument("--policies", help="comma-separated subset of ours,incumbent,seasonal_naive,oracle (default all)")
+    ap.add_argument("--forecast-cache", help="keep the forecasters' daily forecasts in this folder (keyed by data, "
+                                             "code and settings), so a re-run with other policy settings skips refits")
     args = ap.parse_args()
 
     from forecasting.config import load_settings
@@ -89,9 +92,11 @@ def main() -> int:
     from planning.simulate import run_simulation, write_chart
 
     settings = load_settings(args.config)
-    if args.seeds:
-        sim = settings.planning.simulation.model_copy(update={"seeds": args.seeds})
+    upd = {k: v for k, v in (("seeds", args.seeds), ("forecast_cache", args.forecast_cache)) if v}
+    if upd:
+        sim = settings.planning.simulation.model_copy(update=upd)
         settings = settings.model_copy(update={"planning": settings.planning.model_copy(update={"simulation": sim})})
+    policies = args.policies.split(",") if args.policies else settings.planning.simulation.policies
     with tempfile.TemporaryDirectory() as tmp:
         url, features = (args.db, args.features) if args.db else _prepare(Path(tmp))
         engine, schema = open_source(url, settings.source.tables)
@@ -104,7 +109,7 @@ def main() -> int:
             end = first - timedelta(days=1)
             start = end - timedelta(days=7 * weeks - 1)
         t0 = time.perf_counter()
-        res = run_simulation(settings, engine, schema, start, end, features_dir=features,
+        res = run_simulation(settings, engine, schema, start, end, policies, features_dir=features,
                              progress=lambda m: print(f"  [{time.perf_counter() - t0:5.0f} s] {m}", flush=True))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

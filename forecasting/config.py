@@ -282,6 +282,9 @@ class SimulationConfig(_Section):
     calib_days: int = Field(14, ge=7, le=56)  # out-of-sample days before the period that fit the dispersion
     calibrate_level: bool = True  # `ours`: window calibration (level factor, shared variance) from those days
     workers: int = Field(2, ge=1, le=16)  # policies replayed in parallel processes
+    # the forecasters' daily forecasts kept here (forecast-cache layout) under a fingerprint of the data, the model
+    # code and the forecasting settings: a re-run with other policy settings or seeds reads them; None = off
+    forecast_cache: str | None = None
     incumbent: IncumbentRuleConfig = Field(default_factory=IncumbentRuleConfig)
 
 

@@ -19,6 +19,8 @@ each series' receipts of the last shelf life, so it can tell stock about to expi
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -75,6 +77,7 @@ class World:
     period_truth: pd.DataFrame | None = None  # the truth's rows inside the period: demand is sampled from them
     demand_seed: int | None = None  # the seed the demand was sampled with (None: recorded sales)
     delivery_rates: dict[str, Any] | None = None  # late / short delivery rates measured on the source's orders
+    policy_class: np.ndarray | None = None  # (n,) each series' replenishment class (food, chilled, ambient...)
 
     @property
     def start(self) -> date:
@@ -294,6 +297,8 @@ def build_world(
         start_pipeline=pipeline, costs=[costs_by[int(m)] for m in material_ids], qpu=qpu,
         hour_shares=hour_shares, truth=truth, recipes=recipes, period_truth=period_truth,
         delivery_rates=delivery_rates(orders, start) if sim.delivery_risk else None,
+        policy_class=np.array([resolve_policy(mat_idx.loc[m].to_dict() | {"material_id": m},
+                                              settings.replenishment).policy_class for m in material_ids]),
     )
     return with_demand_seed(world, sim.seed, sim.truth_dispersion) if use_truth else world
 
@@ -741,7 +746,23 @@ def _metrics(res: SimulationResult, w: World, seconds: float) -> dict[str, float
         "wasted_value": round(res.wasted, 2),
         "orders": int((d["ordered"] > 0).sum()),
         "seconds": round(seconds, 1),
+        "by_class": _by_class(res, w),
     }
+
+
+def _by_class(res: SimulationResult, w: World) -> dict[str, dict[str, float]]:
+    """Stockout hours, wasted value ($ at cost) and lost margin ($) per policy class (food, chilled, ambient...):
+    where a policy's misses come from, so a setting is changed for the class that causes them."""
+    d = res.daily
+    cls = pd.Series(w.policy_class, index=pd.MultiIndex.from_arrays([w.store_ids, w.material_ids]))
+    c = cls.reindex(pd.MultiIndex.from_arrays([d["store_id"], d["material_id"]])).to_numpy()
+    cost = {int(m): x for m, x in zip(w.material_ids, w.costs, strict=True)}
+    unit = d["material_id"].map(lambda m: cost[int(m)].unit_cost * (1.0 - cost[int(m)].salvage_ratio)).to_numpy(float)
+    margin = d["material_id"].map(lambda m: cost[int(m)].lost_margin).to_numpy(float)
+    f = pd.DataFrame({"cls": c, "stockout_hours": d.get("stockout_hours", 0.0), "waste_cost": d["wasted"] * unit,
+                      "lost_margin_cost": d["lost"] * margin})
+    g = f.groupby("cls")[["stockout_hours", "waste_cost", "lost_margin_cost"]].sum().round(1)
+    return {str(k): {c2: float(v) for c2, v in row.items()} for k, row in g.iterrows()}
 
 
 def override_value_added(engine: Engine, schema: SourceSchema, w: World) -> dict[str, Any] | None:
@@ -816,6 +837,57 @@ class _Memo:
         return self.days[day]
 
 
+class _CachedForecasts:
+    """A forecaster's daily forecasts read from the forecast cache (``forecasting.forecast_cache``, the layout the
+    batch forecast writes and the plan reads) under ``key``, made by ``make()`` and written there on a miss.
+
+    Why: forecasts depend on the history, the model code and the forecasting settings, never on the policy settings
+    or the demand seeds; choosing a service level on the selection period should not refit the models each time.
+    ``key`` fingerprints all three (``forecast_key``), so a changed line of model code or data is a miss.
+    """
+
+    def __init__(self, root: Path, key: str, make: Callable[[], Any]) -> None:
+        self.root, self.key, self.make = root, key, make
+        self.provider: Any = None
+        info = root / key / "provider.json"
+        self.info: dict[str, Any] = json.loads(info.read_text()) if info.is_file() else {}
+
+    def __call__(self, day: date) -> pd.DataFrame:
+        from forecasting.forecast_cache import cache_dir, read_cache, write_cache
+
+        if (cache_dir(self.root, self.key, day) / "forecasts.parquet").is_file():
+            return read_cache(self.root, self.key, day).frame
+        if self.provider is None:
+            self.provider = self.make()
+        fc = self.provider(day)
+        write_cache(self.root, fc, self.key, day, {"forecaster": self.key})
+        return fc
+
+    def save_info(self, info: dict[str, Any]) -> None:
+        """What the replay reports about the forecaster (its calibration), kept beside its forecasts."""
+        (self.root / self.key).mkdir(parents=True, exist_ok=True)
+        (self.root / self.key / "provider.json").write_text(json.dumps(info, indent=1))
+        self.info = info
+
+
+def forecast_key(name: str, settings: Settings, frame, start: date) -> str:
+    """``<forecaster>-<fingerprint>`` of what its forecasts depend on: the feature data, the model code
+    (``forecasting/``, ``training/``, this module), the training settings and tuned parameters, the replay's refit
+    and calibration settings and the period's first day."""
+    from training.pipeline import read_tuned
+    from training.tracking import code_hash
+
+    h = hashlib.sha1(pd.util.hash_pandas_object(frame.df, index=False).to_numpy())
+    h.update(code_hash().encode())
+    h.update(Path(__file__).read_bytes())
+    sim = settings.planning.simulation
+    h.update(json.dumps({"name": name, "start": start.isoformat(), "tuned": read_tuned(settings.training),
+                         "training": settings.training.model_dump(mode="json"),
+                         "replay": [sim.refit_days, sim.calib_days, sim.calibrate_level, HORIZON]},
+                        sort_keys=True, default=str).encode())
+    return f"{name}-{h.hexdigest()[:16]}"
+
+
 def _provider(name: str) -> Any:
     """The policy's forecast provider (None for the incumbent, which replays its own records)."""
     c = _SHARED
@@ -824,10 +896,15 @@ def _provider(name: str) -> Any:
         return None
     if name == "oracle":
         return OracleForecasts(w, settings.planning.simulation.truth_dispersion)
-    if name == "seasonal_naive":
-        return SeasonalNaiveForecasts(settings, frame, w.start, say)
-    if name == "ours":
-        return OurForecasts(settings, frame, w.start, say, w.bom)
+    makers = {"seasonal_naive": lambda: SeasonalNaiveForecasts(settings, frame, w.start, say),
+              "ours": lambda: OurForecasts(settings, frame, w.start, say, w.bom)}
+    if name in makers:
+        root = settings.planning.simulation.forecast_cache
+        if root is None:
+            return makers[name]()
+        cached = _CachedForecasts(resolve_path(root), forecast_key(name, settings, frame, w.start), makers[name])
+        say(f"{name}: forecasts cached under {cached.root / cached.key}")
+        return cached
     raise DataError(f"unknown policy {name!r}: choose from {', '.join(POLICIES)}")
 
 
@@ -863,16 +940,25 @@ def _replay_one(name: str) -> tuple[str, dict[str, Any]]:
     m["seconds"] = round(time.perf_counter() - t0, 1)
     if memo is not None:
         m["seconds_detail"] = {k: round(v, 1) for k, v in detail.items()}
-        fits = getattr(provider, "fit_seconds", None)
+        cached = provider if isinstance(provider, _CachedForecasts) else None
+        built = cached.provider if cached is not None else provider
+        fits = getattr(built, "fit_seconds", None)
         if fits is not None:
             m["seconds_detail"]["fit"] = round(fits, 1)
-        if getattr(provider, "calibration", None) is not None:
-            cal = provider.calibration.to_dict()
-            m["calibration"] = {"store_dispersion": cal["store_dispersion"], "windows": cal["windows"],
-                                "pooled_products": len(cal["pooled_products"]),
-                                "factor_range": [min((f for f, _ in cal["factors"].values()), default=1.0),
-                                                 max((f for f, _ in cal["factors"].values()), default=1.0)]}
-            m["calibration_check"] = provider.calibration_check
+        info: dict[str, Any] = {}
+        if getattr(built, "calibration", None) is not None:
+            cal = built.calibration.to_dict()
+            info["calibration"] = {"store_dispersion": cal["store_dispersion"], "windows": cal["windows"],
+                                   "pooled_products": len(cal["pooled_products"]),
+                                   "factor_range": [min((f for f, _ in cal["factors"].values()), default=1.0),
+                                                    max((f for f, _ in cal["factors"].values()), default=1.0)]}
+            info["calibration_check"] = built.calibration_check
+        if cached is not None:
+            if built is not None:
+                cached.save_info(info)
+            info = cached.info
+            m["forecast_cache"] = {"key": cached.key, "hit": built is None}
+        m.update(info)
     _SHARED["say"](f"{name}: done in {m['seconds']:.0f} s")
     return name, m
 
