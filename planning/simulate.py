@@ -870,16 +870,26 @@ class _CachedForecasts:
         self.info = info
 
 
+# forecasting/ modules of the ordering engine: the forecasts never depend on them (a policy change keeps the cache)
+_ENGINE_ONLY = frozenset({"policy", "proposal", "material_demand", "simulation", "schedule"})
+
+
 def forecast_key(name: str, settings: Settings, frame, start: date) -> str:
     """``<forecaster>-<fingerprint>`` of what its forecasts depend on: the feature data, the model code
-    (``forecasting/``, ``training/``, this module), the training settings and tuned parameters, the replay's refit
-    and calibration settings and the period's first day."""
+    (``training/``, ``forecasting/`` but the ordering engine's modules, which no forecaster imports, and the
+    forecaster classes here), the training settings and tuned parameters, the replay's refit and calibration
+    settings and the period's first day."""
+    import inspect
+
     from training.pipeline import read_tuned
-    from training.tracking import code_hash
 
     h = hashlib.sha1(pd.util.hash_pandas_object(frame.df, index=False).to_numpy())
-    h.update(code_hash().encode())
-    h.update(Path(__file__).read_bytes())
+    for pkg in ("forecasting", "training"):
+        for f in sorted(resolve_path(pkg).rglob("*.py")):
+            if f.stem not in _ENGINE_ONLY:
+                h.update(f.relative_to(resolve_path(".")).as_posix().encode() + f.read_bytes())
+    for cls in (_FrameForecasts, SeasonalNaiveForecasts, OurForecasts):
+        h.update(inspect.getsource(cls).encode())
     sim = settings.planning.simulation
     h.update(json.dumps({"name": name, "start": start.isoformat(), "tuned": read_tuned(settings.training),
                          "training": settings.training.model_dump(mode="json"),
@@ -991,6 +1001,44 @@ def paired(policies: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
             pair[k] = {"difference": {q: round(v, 5) for q, v in paired_difference(x, y).items() if q != "n"},
                        "ratio": {q: round(v, 4) for q, v in mean_interval(ratio).items() if q != "n"}}
         out[f"ours_vs_{other}"] = pair
+    return out
+
+
+# (metric, words, format of a value, format of a paired difference): units on every amount
+_FIGURES = (
+    ("fill_rate", "of product units filled", lambda v: f"{v:.2%}", lambda d: f"{100 * d:+.2f} points"),
+    ("cycle_service_level", "of delivery cycles without a stockout", lambda v: f"{v:.1%}", None),
+    ("stockout_hours", "stockout hours (store x material)", lambda v: f"{v:,.0f} h", lambda d: f"{d:+,.0f} h"),
+    ("waste_pct", "of stock value wasted", lambda v: f"{v:.2%}", lambda d: f"{100 * d:+.2f} points"),
+    ("days_of_cover", "of cover", lambda v: f"{v:.1f} days", None),
+    ("total_cost", "total cost (holding + waste + lost margin)", lambda v: f"${v:,.0f}", lambda d: f"{d:+,.0f} $"),
+)
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """The replay in words: each policy's figures as the mean over the demand seeds with its 95% interval, then
+    ``ours`` against each other policy seed by seed (difference and ratio, each with its 95% interval)."""
+    p, seeds = report["period"], report.get("protocol", {}).get("demand_seeds", [None])
+    n = len(seeds)
+    out = [f"Replay {p['start']}..{p['end']}: {p['days']} days, {p['stores']} stores, {p['series']:,} store x "
+           f"material series, demand: {p['demand']}; "
+           + (f"means over {n} demand seeds, 95% interval in brackets." if n > 1 else "one demand draw.")]
+    for name, m in report["policies"].items():
+        ci = m.get("ci95", {})
+        parts = []
+        for key, words, f, _ in _FIGURES:
+            lo_hi = f" ({f(ci[key][0])}..{f(ci[key][1])})" if key in ci else ""
+            parts.append(f"{f(m[key])}{lo_hi} {words}")
+        out.append(f"  {name}: " + "; ".join(parts) + ".")
+    for pair, d in report.get("paired", {}).items():
+        other = pair.removeprefix("ours_vs_")
+        out.append(f"ours against {other}, seed by seed over {d['seeds']} seeds (ours - {other}; ours / {other}):")
+        for key, words, _, fd in _FIGURES:
+            if fd is None or key not in d:
+                continue
+            df, r = d[key]["difference"], d[key]["ratio"]
+            out.append(f"  {words}: {fd(df['mean'])} ({fd(df['lo'])}..{fd(df['hi'])}); "
+                       f"x{r['mean']:.3f} ({r['lo']:.3f}..{r['hi']:.3f})")
     return out
 
 
