@@ -144,6 +144,22 @@ def test_summary_lines_say_each_figure_with_its_interval_and_the_paired_comparis
     assert ": -1,100 $ (" in cost
 
 
+def test_forecasts_kept_in_the_cache_give_the_same_replay(world, tmp_path):
+    engine, schema = open_source(world.db_url)
+    s = world.settings
+    sim = s.planning.simulation.model_copy(update={"forecast_cache": str(tmp_path / "fc"), "seeds": 2})
+    s = s.model_copy(update={"planning": s.planning.model_copy(update={"simulation": sim})})
+    first, again = (run_simulation(s, engine, schema, date(2025, 11, 24), date(2025, 11, 30), ["ours"])
+                    ["policies"]["ours"] for _ in range(2))
+    assert first["forecast_cache"]["hit"] is False and again["forecast_cache"] == {**first["forecast_cache"],
+                                                                                   "hit": True}
+    assert "fit" in first["seconds_detail"] and "fit" not in again["seconds_detail"]  # no model refitted
+    keep = ("fill_rate", "stockout_hours", "waste_pct", "total_cost", "orders")
+    assert [{k: r[k] for k in keep} for r in again["by_seed"]] == [{k: r[k] for k in keep} for r in first["by_seed"]]
+    assert again["calibration"] == first["calibration"] and again["calibration_check"] == first["calibration_check"]
+    assert len(list((tmp_path / "fc").glob("ours-*/*/forecasts.parquet"))) == 7  # one forecast per order day
+
+
 def test_late_and_short_deliveries_hit_every_policy_alike():
     days = [MON + timedelta(days=k) for k in range(4)]
     seen = []
