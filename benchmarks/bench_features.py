@@ -24,8 +24,8 @@ TARGETS = {"full_s": 15.0, "incremental_s": 3.0, "peak_rss_mb": 2048.0}
 
 def _seed(url: str) -> dict:
     import generator
-    from forecasting.db import make_engine
-    from forecasting.schema import build_schema
+    from forecasting.source.db import make_engine
+    from forecasting.source.schema import build_schema
 
     schema = build_schema()
     engine = make_engine(url, schema)

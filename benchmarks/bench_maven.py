@@ -150,7 +150,7 @@ def target(config: Path, features: str, origins: int) -> dict:
 
 def text_keys(features: str, origins: int) -> dict:
     """The issue's text-key case: product and store ids replaced by what a hash of a text key gives (31-bit ids, as
-    ``forecasting.pos.tables.stable_ids`` did), then the default backtest in this process; its peak memory."""
+    ``forecasting.source.pos.tables.stable_ids`` did), then the default backtest in this process; its peak memory."""
     import hashlib
     import resource
 

@@ -110,8 +110,8 @@ def _child(cmd: list[str]) -> dict[str, Any]:
 
 def run_seed(n: int, url: str) -> dict[str, Any]:
     from forecasting.config import resolve_path
-    from forecasting.db import make_engine
-    from forecasting.schema import build_schema
+    from forecasting.source.db import make_engine
+    from forecasting.source.schema import build_schema
     from generator.api import generate
 
     schema = build_schema()
@@ -130,8 +130,8 @@ def run_case(n: int, engine_name: str, url: str, work: Path) -> dict[str, Any]:
     from features.job import build_features
     from forecasting.cluster import dask_client
     from forecasting.config import ClusterConfig, Settings, load_settings
-    from forecasting.db import open_source
-    from forecasting.forecast_cache import write_cache
+    from forecasting.source.db import open_source
+    from forecasting.source.forecast_cache import write_cache
     from training.batch import active_ids, lgbm_forecast_from, with_uncertainty
     from training.data import SegmentRule, segment_series
     from training.models import LGBMModel, StatsModels

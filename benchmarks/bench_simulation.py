@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 def _prepare(tmp: Path) -> tuple[str, str]:
     from features.job import build_features
     from forecasting.config import load_settings
-    from forecasting.db import make_engine
-    from forecasting.schema import build_schema
+    from forecasting.source.db import make_engine
+    from forecasting.source.schema import build_schema
     from generator.api import generate
 
     url = f"sqlite:///{tmp / 'luckin.db'}"
@@ -90,7 +90,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from forecasting.config import load_settings
-    from forecasting.db import open_source
+    from forecasting.source.db import open_source
     from planning.simulate import run_simulation, summary_lines, write_chart
 
     settings = load_settings(args.config)

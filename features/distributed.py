@@ -40,7 +40,7 @@ from features.store import FeatureStore, Staging, month_key
 from features.validate import Quarantine, local_dates
 from forecasting.cluster import dask_client
 from forecasting.config import ClusterConfig, FeaturesConfig, load_settings
-from forecasting.schema import SourceSchema
+from forecasting.source.schema import SourceSchema
 
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
@@ -70,8 +70,8 @@ _ENGINES_LOCK = threading.Lock()
 
 def _source(spec: SourceSpec) -> extract.Source:
     """One engine per worker process and source (a pool shared by the tasks of that worker)."""
-    from forecasting.db import make_engine
-    from forecasting.schema import build_schema
+    from forecasting.source.db import make_engine
+    from forecasting.source.schema import build_schema
 
     key = (spec.url, tuple(sorted(spec.tables.items())))
     with _ENGINES_LOCK:

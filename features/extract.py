@@ -29,9 +29,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import ColumnElement, Select
 
-from forecasting.db import existing_tables
 from forecasting.errors import DataError
-from forecasting.schema import TRUTH_TABLES, SourceSchema
+from forecasting.source.db import existing_tables
+from forecasting.source.schema import TRUTH_TABLES, SourceSchema
 
 REQUIRED = ("stores", "products", "orders", "order_items")
 
@@ -114,14 +114,15 @@ def raw_date(col: ColumnElement, dialect: str, label: str = "date") -> ColumnEle
 
 # --- dimensions ----------------------------------------------------------------------------------------------
 
-def read_stores(conn: Connection, src: Source) -> pd.DataFrame:
+def read_stores(conn: Connection, src: Source, default_tz: str = "America/New_York") -> pd.DataFrame:
+    """Stores with their opening dates, hours and time zone (``default_tz`` where the source has none)."""
     t = src.t("stores")
     df = frame(conn, select(t.c.store_id, t.c.open_date, t.c.close_date, t.c.timezone, t.c.open_hour,
                             t.c.close_hour).order_by(t.c.store_id))
     df["store_id"] = df["store_id"].astype("int32")
     for c in ("open_date", "close_date"):
         df[c] = _dates(df[c])
-    df["timezone"] = df["timezone"].fillna("America/New_York").astype(str)
+    df["timezone"] = df["timezone"].fillna(default_tz).astype(str)
     df[["open_hour", "close_hour"]] = df[["open_hour", "close_hour"]].astype("int16")
     return df
 

@@ -37,10 +37,10 @@ from features.registry import SCHEMAS, dataset_schema, feature_registry, schema_
 from features.store import FeatureStore, Staging, month_key
 from features.validate import Quarantine, local_dates, write_quarantine
 from forecasting.config import PROJECT_ROOT, FeaturesConfig, load_settings
-from forecasting.db import safe_url
 from forecasting.errors import ConfigError, DataError
-from forecasting.pos.calendar import source_calendar
-from forecasting.schema import SourceSchema
+from forecasting.source.db import safe_url
+from forecasting.source.pos.calendar import source_calendar
+from forecasting.source.schema import SourceSchema
 
 Progress = Callable[[str, int, int], None]
 DATASETS = list(SCHEMAS)
@@ -55,7 +55,7 @@ class Context:
         self.src, self.cfg, self.now = src, cfg, now
         self.statuses = list(cfg.completed_statuses)
         self.horizons = sorted({int(h) for h in cfg.incumbent_horizons})
-        self.stores = extract.read_stores(conn, src)
+        self.stores = extract.read_stores(conn, src, cfg.default_timezone)
         self.products = extract.read_products(conn, src)
         if self.stores.empty or self.products.empty:
             raise DataError("source has no stores or no products: nothing to build features from")
@@ -199,6 +199,19 @@ def _shares(by_month: dict[str, dict[str, int]]) -> dict[str, float]:
             "units": tot["censored_units"] / tot["units"] if tot["units"] else 0.0}
 
 
+def local_span(first, last, stores: pd.DataFrame, default_tz: str) -> tuple[date, date]:
+    """First and last local dates of the completed orders, in the stores' own time zones.
+
+    Why not one zone: a log from Auckland read in New York time put its last afternoon on the previous date, so the
+    last local day was never built. The earliest date over the zones opens the window and the latest closes it
+    (a chain across zones gets every store's whole days; a store without a zone uses ``default_tz``).
+    """
+    zones = sorted({str(z) for z in stores.get("timezone", pd.Series(dtype=str)).dropna()}) or [default_tz]
+    firsts = [local_dates(pd.Series([first]), z).iloc[0].date() for z in zones]
+    lasts = [local_dates(pd.Series([last]), z).iloc[0].date() for z in zones]
+    return min(firsts), max(lasts)
+
+
 def plan_window(conn, ctx: Context, cfg: FeaturesConfig, fstore: FeatureStore, shash: str, until: date | None,
                 full: bool) -> tuple[date, Any, date, dict | None, bool, date]:
     """Which days this run (re)builds: everything, or from the watermark minus ``reread_days`` when the store on disk
@@ -207,9 +220,8 @@ def plan_window(conn, ctx: Context, cfg: FeaturesConfig, fstore: FeatureStore, s
     first, last = extract.completed_bounds(conn, ctx.src, ctx.statuses, ctx.now)
     if first is None:
         raise DataError(f"no completed orders (status in {ctx.statuses}) in the source up to {ctx.now:%Y-%m-%d}")
-    tz0 = cfg.default_timezone
-    first_date = local_dates(pd.Series([first]), tz0).iloc[0].date()
-    end = until or local_dates(pd.Series([last]), tz0).iloc[0].date()
+    first_date, last_date = local_span(first, last, ctx.stores, cfg.default_timezone)
+    end = until or last_date
     if end < first_date:
         raise DataError(f"--until {end} is before the first completed order ({first_date})")
     prev = fstore.manifest() if (fstore.exists() and not full) else None

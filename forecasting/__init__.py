@@ -1,6 +1,6 @@
-"""Shared core: configuration, source schema and data access, domain types.
+"""Shared core: configuration, errors and uncertainty, with three sub-packages for its three jobs.
 
-Every other package (features, training, serving, generator) imports this one; it imports none of them.
+``source`` (schema, database access, point-of-sale import, forecast cache), ``inventory`` (policy, schedules,
+material demand, proposal) and ``evaluation`` (replay, metrics). Every other package (features, training, serving,
+planning, generator) imports this one; it imports none of them.
 """
-
-__version__ = "0.1.0"

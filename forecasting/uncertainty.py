@@ -40,7 +40,8 @@ def nb_interp_quantile(mean, alpha, q: float) -> np.ndarray:
     """Quantile of ``Y - U`` (U uniform on [0, 1)): the NB with each integer's mass spread over (k-1, k].
 
     Why: integer quantiles of slow items over-cover any nominal level; scoring ``y - u`` against these continuous
-    quantiles is the randomized-PIT check, exact for a correct discrete forecast (see ``forecasting.metrics``).
+    quantiles is the randomized-PIT check, exact for a correct discrete forecast (see
+    ``forecasting.evaluation.metrics``).
     """
     n, p = _nb_params(mean, alpha)
     k = stats.nbinom.ppf(q, n, p)

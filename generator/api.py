@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Engine
 
-from forecasting.db import init_db
-from forecasting.schema import SourceSchema
+from forecasting.source.db import init_db
+from forecasting.source.schema import SourceSchema
 from generator.catalog import Catalog, Scenario, load_catalog, load_scenario
 from generator.tables import GENERATOR_VERSION  # noqa: F401 - re-exported
 

@@ -14,7 +14,7 @@ import pandas as pd
 from sqlalchemy import Engine, distinct, func, select
 
 from forecasting.errors import DataError
-from forecasting.schema import SourceSchema
+from forecasting.source.schema import SourceSchema
 
 STAT_KEYS = [
     "stores_open", "completed_orders", "revenue_usd", "aov_usd", "weekday_orders_per_day", "weekend_orders_per_day",

@@ -14,9 +14,9 @@ import numpy as np
 from sqlalchemy import Boolean, Date, DateTime, Engine, Float, Integer, Numeric, Table, select, text
 from sqlalchemy.engine import Connection
 
-from forecasting.db import table_columns
 from forecasting.errors import DataError
-from forecasting.schema import HISTORY_TABLES, SourceSchema
+from forecasting.source.db import table_columns
+from forecasting.source.schema import HISTORY_TABLES, SourceSchema
 
 CHUNK = 50_000
 WRITE_ORDER = [

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from forecasting.config import ExceptionConfig, ReplenishmentConfig
-from forecasting.policy import fmt, outstanding_orders
+from forecasting.inventory.policy import fmt, outstanding_orders
 from planning.words import amount, is_discrete, packs
 
 SEVERITY = {"stockout": 0, "replan": 1, "implausible_count": 1, "high_order": 2, "review": 3, "new_item": 4}

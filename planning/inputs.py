@@ -1,7 +1,8 @@
 """What a plan reads from the source: master data, recent counts, open and recent replenishment orders.
 
 Why one reader: the CLI plan, the nightly job and the policy replay need the same frames shaped like the ``t_*``
-tables ``forecasting.proposal.propose`` expects, read with bounded date ranges so a plan stays fast on a long history.
+tables ``forecasting.inventory.proposal.propose`` expects, read with bounded date ranges so a plan stays fast on a
+long history.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from datetime import date, timedelta
 import pandas as pd
 from sqlalchemy import Engine, or_, select
 
-from forecasting.db import existing_tables
 from forecasting.errors import DataError
-from forecasting.schema import SourceSchema
+from forecasting.source.db import existing_tables
+from forecasting.source.schema import SourceSchema
 
 
 @dataclass

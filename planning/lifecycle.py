@@ -3,7 +3,7 @@
 Why in the database and not in files: the planner's decision is what the ordering system acts on, so it must be
 recorded with who and when, survive a re-plan (only drafts are rewritten), and reach ``t_replenishment_order`` in
 the same transaction that marks the proposal released: a crash leaves both as they were, a retry writes once.
-Every function here is plain SQLAlchemy Core over ``forecasting.schema``; the CLI and the workbench call them.
+Every function here is plain SQLAlchemy Core over ``forecasting.source.schema``; the CLI and the workbench call them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy import Engine, and_, func, select
 from sqlalchemy.engine import Connection
 
 from forecasting.errors import DataError
-from forecasting.schema import SourceSchema
+from forecasting.source.schema import SourceSchema
 
 OPEN_ORDER_STATUS = "open"  # what ireplenishment's consumers read as still on order
 

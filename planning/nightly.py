@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from forecasting.config import Settings, resolve_path
-from forecasting.schema import SourceSchema
+from forecasting.source.schema import SourceSchema
 
 
 def run_nightly(

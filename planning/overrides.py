@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select, tuple_
 
 from forecasting.errors import DataError
-from forecasting.schema import SourceSchema
+from forecasting.source.schema import SourceSchema
 from planning.lifecycle import record_overrides
 from planning.writeback import ensure_table
 

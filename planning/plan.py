@@ -20,9 +20,9 @@ from sqlalchemy import Engine
 
 from forecasting.config import Settings, resolve_path
 from forecasting.errors import DataError, ReplenishError
-from forecasting.forecast_cache import CachedForecast, read_cache
-from forecasting.proposal import lines_to_frame, propose
-from forecasting.schema import SourceSchema
+from forecasting.inventory.proposal import lines_to_frame, propose
+from forecasting.source.forecast_cache import CachedForecast, read_cache
+from forecasting.source.schema import SourceSchema
 from planning.exceptions import SEVERITY, PlanException, find_exceptions
 from planning.inputs import PlanInputs, read_plan_inputs
 from planning.lifecycle import final_packs

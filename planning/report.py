@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from forecasting.config import Settings, resolve_path
-from forecasting.forecast_cache import CachedForecast
-from forecasting.material_demand import daily_material_summary, draw_product_samples, material_samples
+from forecasting.inventory.material_demand import daily_material_summary, draw_product_samples, material_samples
+from forecasting.source.forecast_cache import CachedForecast
 from planning.exceptions import SEVERITY, TITLES, PlanException
 from planning.inputs import PlanInputs
 from planning.lifecycle import final_packs

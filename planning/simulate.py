@@ -1,11 +1,11 @@
 """Policy replay on the source history: our engine vs the incumbent vs seasonal naive vs an oracle, same days.
 
-Why these four on one replay (``forecasting.simulation.replay``): every policy faces the same realised demand
-(sampled from the generator's latent truth ``t_demand_truth`` when present, else the recorded sales), the same
-starting stock and in-flight orders, the same supplier calendars, shelf lives and costs; only how much is ordered
-differs. ``ours``, ``seasonal_naive`` and ``oracle`` run the production engine (``forecasting.proposal.propose``)
-with different forecasts, so the gaps between them are the forecasts' value; ``incumbent`` replays ireplenishment's
-own forecast records through its own order rule.
+Why these four on one replay (``forecasting.evaluation.simulation.replay``): every policy faces the same realised
+demand (sampled from the generator's latent truth ``t_demand_truth`` when present, else the recorded sales), the
+same starting stock and in-flight orders, the same supplier calendars, shelf lives and costs; only how much is
+ordered differs. ``ours``, ``seasonal_naive`` and ``oracle`` run the production engine
+(``forecasting.inventory.proposal.propose``) with different forecasts, so the gaps between them are the forecasts'
+value; ``incumbent`` replays ireplenishment's own forecast records through its own order rule.
 
 Forecasts are issued as of each order day (no look-ahead): ``ours`` refits LightGBM every ``refit_days`` on the
 history up to the day before and re-forecasts every day from the newest data with the fitted trees; its dispersion
@@ -33,14 +33,14 @@ import pandas as pd
 from sqlalchemy import Engine, and_, select
 
 from forecasting.config import ReplenishmentConfig, Settings, resolve_path
-from forecasting.db import existing_tables
 from forecasting.errors import DataError
-from forecasting.metrics import mean_interval, paired_difference
-from forecasting.policy import assess_count, resolve_policy
-from forecasting.proposal import WindowDemand, precompute_window_demand, propose
-from forecasting.schedule import DeliverySchedule, order_window
-from forecasting.schema import SourceSchema
-from forecasting.simulation import DayState, DeliveryRisk, MaterialCosts, Recipes, SimulationResult, replay
+from forecasting.evaluation.metrics import mean_interval, paired_difference
+from forecasting.evaluation.simulation import DayState, DeliveryRisk, MaterialCosts, Recipes, SimulationResult, replay
+from forecasting.inventory.policy import assess_count, resolve_policy
+from forecasting.inventory.proposal import WindowDemand, precompute_window_demand, propose
+from forecasting.inventory.schedule import DeliverySchedule, order_window
+from forecasting.source.db import existing_tables
+from forecasting.source.schema import SourceSchema
 from planning.inputs import read, read_table
 
 POLICIES = ("ours", "incumbent", "seasonal_naive", "oracle")
@@ -838,8 +838,8 @@ class _Memo:
 
 
 class _CachedForecasts:
-    """A forecaster's daily forecasts read from the forecast cache (``forecasting.forecast_cache``, the layout the
-    batch forecast writes and the plan reads) under ``key``, made by ``make()`` and written there on a miss.
+    """A forecaster's daily forecasts read from the forecast cache (``forecasting.source.forecast_cache``, the
+    layout the batch forecast writes and the plan reads) under ``key``, made by ``make()`` and written on a miss.
 
     Why: forecasts depend on the history, the model code and the forecasting settings, never on the policy settings
     or the demand seeds; choosing a service level on the selection period should not refit the models each time.
@@ -853,7 +853,7 @@ class _CachedForecasts:
         self.info: dict[str, Any] = json.loads(info.read_text()) if info.is_file() else {}
 
     def __call__(self, day: date) -> pd.DataFrame:
-        from forecasting.forecast_cache import cache_dir, read_cache, write_cache
+        from forecasting.source.forecast_cache import cache_dir, read_cache, write_cache
 
         if (cache_dir(self.root, self.key, day) / "forecasts.parquet").is_file():
             return read_cache(self.root, self.key, day).frame
@@ -870,7 +870,8 @@ class _CachedForecasts:
         self.info = info
 
 
-# forecasting/ modules of the ordering engine: the forecasts never depend on them (a policy change keeps the cache)
+# forecasting/ modules of the ordering engine and the replay (inventory/, evaluation/simulation.py): no forecaster
+# imports them, so a policy change keeps the cache
 _ENGINE_ONLY = frozenset({"policy", "proposal", "material_demand", "simulation", "schedule"})
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from forecasting.policy import fmt
+from forecasting.inventory.policy import fmt
 
 DISCRETE_UNITS = frozenset({"pc", "pcs", "piece", "pieces", "each", "ea", "unit", "units", "bag", "bags", "bottle",
                             "bottles", "cup", "cups", "box", "boxes", "carton", "cartons"})

@@ -17,8 +17,8 @@ import pandas as pd
 from sqlalchemy import Engine, and_, inspect, select, text
 from sqlalchemy.exc import OperationalError
 
-from forecasting.db import ensure_schemas
-from forecasting.schema import LIFECYCLE_TABLES, SourceSchema
+from forecasting.source.db import ensure_schemas
+from forecasting.source.schema import LIFECYCLE_TABLES, SourceSchema
 
 OVERRIDE_COLS = ("planner_qty", "override_reason", "overridden_by", "overridden_at")
 DEADLOCK_RETRIES = 5
@@ -96,8 +96,11 @@ def write_proposals(
 
     Only draft lines are rewritten: a store that is approved, released or cancelled keeps its lines, and where the
     engine's new number differs from one of them it is recorded in ``replan_packs`` (an exception for the planner,
-    never a silent change). Overrides on a rewritten line are carried over. ``hook(n)`` runs after the delete
-    (n = 0) and after each inserted batch (n rows so far): tests use it to fail mid-write.
+    never a silent change). A line for a material such a store did not have is not added either (a lone draft line
+    in an approved store could never be approved or released): it is returned in ``held_new`` as
+    ``(store_id, material_id, packs)`` so the command can say "reopen the store to take it". Overrides on a
+    rewritten line are carried over. ``hook(n)`` runs after the delete (n = 0) and after each inserted batch (n rows
+    so far): tests use it to fail mid-write.
 
     Why a retry: two plans for the same new date on MariaDB both take gap locks with their delete and then block
     each other's insert; InnoDB rolls one back (deadlock 1213). That one is re-run whole, after the other committed,
@@ -106,7 +109,8 @@ def write_proposals(
     ensure_table(engine, schema)
     t = schema["proposals"]
     if not store_ids:
-        return {"deleted": 0, "inserted": 0, "overrides_kept": 0, "held": 0, "held_changed": 0, "retries": 0}
+        return {"deleted": 0, "inserted": 0, "overrides_kept": 0, "held": 0, "held_changed": 0, "held_new": [],
+                "retries": 0}
     where = and_(t.c.proposal_date == proposal_date, t.c.store_id.in_([int(s) for s in store_ids]))
     stamp = datetime.now(UTC).replace(tzinfo=None)
     for attempt in range(DEADLOCK_RETRIES + 1):
@@ -119,9 +123,13 @@ def write_proposals(
                 if hook is not None:
                     hook(0)
                 n_kept = held = changed = 0
-                out = []
+                frozen = {k[0] for k, v in old.items() if v.status != "draft"}  # stores signed off or released
+                out, held_new = [], []
                 for r in rows:
                     prev = old.get((r["store_id"], r["material_id"]))
+                    if prev is None and r["store_id"] in frozen:
+                        held_new.append((int(r["store_id"]), int(r["material_id"]), r["packs"]))
+                        continue
                     if prev is not None and prev.status != "draft":
                         held += 1
                         moved = prev.packs != r["packs"]
@@ -149,7 +157,7 @@ def write_proposals(
             time.sleep(random.uniform(0.05, 0.2) * 2**attempt)
             continue
         return {"deleted": int(deleted or 0), "inserted": len(out), "overrides_kept": n_kept, "held": held,
-                "held_changed": changed, "retries": attempt}
+                "held_changed": changed, "held_new": held_new, "retries": attempt}
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 

@@ -12,7 +12,7 @@ import sqlite3
 from pathlib import Path
 
 from forecasting.config import load_settings, resolve_path
-from forecasting.db import safe_url
+from forecasting.source.db import safe_url
 from forecasting.version import DIST, package_version
 
 

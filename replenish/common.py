@@ -61,7 +61,7 @@ def settings(config: str | None = None) -> Settings:
 def source(db: str | None, cfg: Settings, readonly: bool = False):
     """Open the source database named by ``--db`` or the configuration (connection checked); ``readonly`` for
     commands that only read, so a mistyped SQLite path is one line instead of a new empty file."""
-    from forecasting.db import open_source
+    from forecasting.source.db import open_source
 
     return open_source(db or cfg.source.url, cfg.source.tables, cfg.source.connect_timeout_s, readonly=readonly)
 

@@ -14,7 +14,7 @@ app = typer.Typer(help="Source database administration.", no_args_is_help=True)
 def init(db: str = DB, config: str = CONFIG) -> None:
     """Create every source table (orders side and ireplenishment side) that does not exist yet; existing tables
     and their rows are left alone, so it is safe to re-run."""
-    from forecasting.db import init_db, safe_url
+    from forecasting.source.db import init_db, safe_url
 
     cfg = settings(config)
     engine, schema = source(db, cfg)

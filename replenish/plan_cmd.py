@@ -89,6 +89,13 @@ def _print_plan(res) -> None:
                          f"({w['held_changed']:,} where the engine now differs: see their re-plan exceptions)"
                          if w.get("held") else ""),
                       highlight=False)
+        names = {(sp.store_id, int(m)): n for sp in res.stores if "material_name" in sp.lines
+                 for m, n in zip(sp.lines["material_id"], sp.lines["material_name"], strict=False)}
+        for store, material, packs in w.get("held_new", []):
+            what = names.get((store, material)) or f"material {material}"
+            console.print(f"store {store} is approved or released: its new line {what} "
+                          f"({plural(int(packs or 0), 'pack')}) was not added; reopen the store in the workbench "
+                          f"and plan again to take it", highlight=False)
     for sp in res.stores:  # whole paths on their own lines: a table column would cut them mid-word
         if sp.html_path:
             console.print(f"report, store {sp.store_id}: {sp.html_path}", highlight=False, soft_wrap=True)

@@ -12,8 +12,8 @@ from replenish.common import CONFIG, DB, console, emit_json, example, json_flag,
 def _dry_source(db: str | None, cfg):
     """The source for a dry run, read only: None when it is a SQLite file that does not exist (nothing to read,
     and connecting would create it)."""
-    from forecasting.db import parse_url
-    from forecasting.schema import build_schema
+    from forecasting.source.db import parse_url
+    from forecasting.source.schema import build_schema
 
     url = parse_url(db or cfg.source.url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
@@ -40,8 +40,8 @@ def import_pos(
     """Import a POS log: stores, products, orders and items (plus identity materials), all or nothing."""
     from rich.table import Table
 
-    from forecasting.pos import import_pos as run_import
-    from forecasting.pos import load_mapping
+    from forecasting.source.pos import import_pos as run_import
+    from forecasting.source.pos import load_mapping
 
     cfg = settings(config)
     m = load_mapping(mapping)

@@ -43,7 +43,7 @@ def seed(
     one transaction: an interrupted seed leaves nothing behind. Refuses a database that already holds a history
     unless --replace. The default scenario writes ~4.6M rows (about 20 s into SQLite)."""
     from forecasting.config import resolve_path
-    from forecasting.db import safe_url
+    from forecasting.source.db import safe_url
     from generator.api import generate
     from generator.catalog import load_catalog, load_scenario
 

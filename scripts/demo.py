@@ -36,7 +36,7 @@ def run(title: str, args: list[str], check: bool = True) -> int:
 def history_end() -> date:
     from sqlalchemy import select
 
-    from forecasting.db import open_source
+    from forecasting.source.db import open_source
 
     engine, schema = open_source(DB)
     with engine.connect() as conn:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from forecasting.config import Settings
 from forecasting.errors import DataError
-from forecasting.forecast_cache import cache_dir
+from forecasting.source.forecast_cache import cache_dir
 from serving.lifecycle import CACHE_DIR, MLMODEL_DIR, cache_root, model_label, newest_data_date
 
 

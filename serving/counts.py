@@ -26,8 +26,8 @@ import pandas as pd
 
 from forecasting.config import Settings
 from forecasting.errors import ReplenishError, SourceUnavailable
-from forecasting.policy import CountAssessment, Position
-from forecasting.proposal import WindowDemand, positions
+from forecasting.inventory.policy import CountAssessment, Position
+from forecasting.inventory.proposal import WindowDemand, positions
 from serving.source import SourceReader
 
 if TYPE_CHECKING:

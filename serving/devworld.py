@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from forecasting.config import load_settings
-from forecasting.forecast_cache import read_cache, write_cache
+from forecasting.source.forecast_cache import read_cache, write_cache
 from serving.lifecycle import model_label
 
 
@@ -36,7 +36,7 @@ def write_config(root: Path, **serving) -> Path:
 
 def build(root: str | Path, scenario: str = "configs/scenarios/small.yaml", progress=print) -> dict:
     """Seed, build features, train + register + promote the champion, write its forecast cache. Returns a summary."""
-    from forecasting.db import open_source
+    from forecasting.source.db import open_source
     from generator.api import generate
 
     root = Path(root)
@@ -87,7 +87,7 @@ def register_copy(root: str | Path, forecaster, scale: float | None = 1.0, promo
     version = str(info.registered_model_version)
     label = model_label(version)
     if scale is not None:
-        from forecasting.forecast_cache import latest
+        from forecasting.source.forecast_cache import latest
 
         cur = latest(s.planning.forecasts_dir, model_label(1))
         frame = cur.frame.copy()

@@ -3,8 +3,8 @@
 Why a state object swapped whole: a model switch builds the next state off the request path (load, validate,
 precompute) and replaces the reference in one assignment, so a request always sees one consistent model, and a
 failed load leaves the previous one serving. Requests only look up precomputed window-demand quantiles and apply
-the policy (``forecasting.proposal.line_fields``): no sampling, no model call, and no database read: the request
-carries its own inventory or the store's latest counts are in memory (``serving.counts``, refreshed in the
+the policy (``forecasting.inventory.proposal.line_fields``): no sampling, no model call, and no database read: the
+request carries its own inventory or the store's latest counts are in memory (``serving.counts``, refreshed in the
 background). ``replenish_json`` serialises the lines' plain dicts straight to the bytes ``replenish`` would give
 through the pydantic models (the API's fast path); answers from the source's counts are kept as bytes until the
 counts or the model change. Nothing here imports BentoML; ``serving.service`` adapts HTTP to these methods.
@@ -25,9 +25,9 @@ import pydantic_core
 
 from forecasting.config import Settings
 from forecasting.errors import DataError, SourceUnavailable
-from forecasting.material_demand import validate_forecasts
-from forecasting.policy import CountAssessment, Position
-from forecasting.proposal import ProposalLine, WindowDemand, line_fields, positions, precompute_window_demand
+from forecasting.inventory.material_demand import validate_forecasts
+from forecasting.inventory.policy import CountAssessment, Position
+from forecasting.inventory.proposal import ProposalLine, WindowDemand, line_fields, positions, precompute_window_demand
 from forecasting.uncertainty import nb_quantile
 from serving.counts import CountsCache, Held
 from serving.schemas import (

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from forecasting.config import Settings, resolve_path
 from forecasting.errors import DataError, ReplenishError, SourceUnavailable
-from forecasting.forecast_cache import cache_dir, read_cache
+from forecasting.source.forecast_cache import cache_dir, read_cache
 from serving.counts import CountsWatcher
 from serving.engine import Engine, ModelRef, build_state, hourly_profiles
 from serving.source import SourceReader

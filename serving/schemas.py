@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from forecasting.proposal import ProposalLine
+from forecasting.inventory.proposal import ProposalLine
 
 Id = Annotated[int, Field(strict=True, ge=0, le=2**31 - 1)]
 Qty = Annotated[float, Field(strict=True, ge=0.0, le=1e9, allow_inf_nan=False)]

@@ -20,9 +20,9 @@ import pandas as pd
 from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from forecasting.db import make_engine, safe_url
 from forecasting.errors import DataError, ReplenishError, SourceUnavailable
-from forecasting.schema import SourceSchema, build_schema
+from forecasting.source.db import make_engine, safe_url
+from forecasting.source.schema import SourceSchema, build_schema
 
 log = logging.getLogger("bentoml.replenishment.source")  # under "bentoml": shown by its log config
 

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, insert
 
-from forecasting.db import init_db, make_engine
-from forecasting.schema import SourceSchema, build_schema
+from forecasting.source.db import init_db, make_engine
+from forecasting.source.schema import SourceSchema, build_schema
 
 NY = ZoneInfo("America/New_York")
 UTC = ZoneInfo("UTC")

@@ -147,7 +147,7 @@ def test_reader_opens_sqlite_read_only(tmp_path):
     from sqlalchemy import text
     from sqlalchemy.exc import OperationalError
 
-    from forecasting.db import init_db, open_source
+    from forecasting.source.db import init_db, open_source
 
     url = f"sqlite:///{tmp_path / 'src.db'}"
     init_db(*open_source(url))

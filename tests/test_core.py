@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import inspect
 
 from forecasting.config import load_settings
-from forecasting.db import init_db, open_source
 from forecasting.errors import ConfigError, SourceUnavailable
-from forecasting.schema import DEFAULT_TABLES, build_schema
+from forecasting.source.db import init_db, open_source
+from forecasting.source.schema import DEFAULT_TABLES, build_schema
 
 
 def test_env_overrides_url_and_nested_keys(tmp_path):

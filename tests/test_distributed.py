@@ -26,9 +26,9 @@ from features.job import build_features
 from features.store import FeatureStore
 from forecasting.cluster import resolve_engine
 from forecasting.config import ClusterConfig, FeaturesConfig, load_settings, resolve_path
-from forecasting.db import make_engine
 from forecasting.errors import ConfigError
-from forecasting.schema import build_schema
+from forecasting.source.db import make_engine
+from forecasting.source.schema import build_schema
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning",
                                         "ignore::DeprecationWarning")
@@ -181,7 +181,7 @@ def test_distributed_lightgbm_close_to_local_and_batch_scoring_identical(frames,
 
 def test_nightly_batch_cache_equal_on_dask(small, frames, client, tmp_path):
     """``replenish forecast --engine dask``: an ensemble champion (LightGBM + AutoETS) gives the same cache."""
-    from forecasting.forecast_cache import read_cache
+    from forecasting.source.forecast_cache import read_cache
     from training.batch import Champion, run_batch
     from training.distributed import run_batch_dask
     from training.forecaster import DemandForecaster

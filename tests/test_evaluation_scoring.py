@@ -8,7 +8,14 @@ import pytest
 
 from forecasting import uncertainty as unc
 from forecasting.config import TrainingConfig
-from forecasting.metrics import against, at_cost, mean_interval, paired_difference, score, with_true_distribution
+from forecasting.evaluation.metrics import (
+    against,
+    at_cost,
+    mean_interval,
+    paired_difference,
+    score,
+    with_true_distribution,
+)
 from training.backtest import Backtester, add_intervals
 from training.data import ModelFrame
 from training.source import EvalSources

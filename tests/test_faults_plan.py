@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from forecasting.db import make_engine
-from forecasting.schema import build_schema
+from forecasting.source.db import make_engine
+from forecasting.source.schema import build_schema
 from planning.writeback import ensure_table, read_proposals, write_proposals
 
 D = date(2026, 3, 2)
@@ -81,8 +81,8 @@ def test_two_plans_for_one_new_date_both_succeed(mysql_url):
 CHILD = """
 import sys, time
 sys.path[:0] = [{root!r}, {here!r}]
-from forecasting.db import make_engine
-from forecasting.schema import build_schema
+from forecasting.source.db import make_engine
+from forecasting.source.schema import build_schema
 from planning.writeback import write_proposals
 from test_faults_plan import D, STORES, rows
 

@@ -7,8 +7,8 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, text
 
-from forecasting.db import ensure_schemas
-from forecasting.schema import build_schema
+from forecasting.source.db import ensure_schemas
+from forecasting.source.schema import build_schema
 
 
 @pytest.mark.mysql

@@ -228,7 +228,7 @@ def test_truth_tables_are_never_readable(built):
 
 
 def test_empty_source_is_a_data_error(sqlite_url, tmp_path):
-    from forecasting.db import init_db, open_source
+    from forecasting.source.db import init_db, open_source
 
     engine, schema = open_source(sqlite_url)
     init_db(engine, schema)

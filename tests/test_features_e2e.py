@@ -14,8 +14,8 @@ from sqlalchemy import select
 from features.job import build_features
 from features.store import FeatureStore
 from forecasting.config import FeaturesConfig, resolve_path
-from forecasting.db import make_engine
-from forecasting.schema import build_schema
+from forecasting.source.db import make_engine
+from forecasting.source.schema import build_schema
 
 generator = pytest.importorskip("generator")
 if not hasattr(generator, "generate"):  # pragma: no cover - while the generator is being written

@@ -14,7 +14,7 @@ from features.job import build_features
 from features.store import FeatureStore
 from forecasting.config import FeaturesConfig
 from forecasting.errors import DataError
-from forecasting.schema import build_schema
+from forecasting.source.schema import build_schema
 
 LENIENT = FeaturesConfig(max_bad_share=0.5)
 

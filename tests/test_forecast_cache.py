@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from forecasting.errors import DataError
-from forecasting.forecast_cache import latest, read_cache, write_cache
+from forecasting.source.forecast_cache import latest, read_cache, write_cache
 
 
 def _frame(mean: float) -> pd.DataFrame:

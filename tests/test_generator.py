@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from forecasting.db import open_source
+from forecasting.source.db import open_source
 from generator import generate
 from generator.catalog import load_catalog, load_scenario
 from generator.demand import expected_units, sample_hourly
@@ -204,7 +204,7 @@ def test_realised_demand_stored_before_censoring(small_db):
 
 
 def test_source_without_realised_column_is_upgraded_and_still_readable(tmp_path):
-    from forecasting.db import table_columns
+    from forecasting.source.db import table_columns
     from training.source import load_eval_sources
 
     url = f"sqlite:///{tmp_path / 'old.db'}"

@@ -132,7 +132,7 @@ def test_maven_train_forecast_plan_and_api(maven):
     # the batch applies the champion's trees to the feature store's newest days (month lags recomputed from them):
     # the same numbers as the registered model's own forecast from its training data
     from forecasting.config import load_settings
-    from forecasting.forecast_cache import read_cache
+    from forecasting.source.forecast_cache import read_cache
     from training.batch import load_champion
 
     s = load_settings(config, environ={})

@@ -51,8 +51,8 @@ def test_server_roundtrip_params_registry_alias(mlflow_server: str, tmp_path: Pa
 def small_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelFrame, EvalSources]:
     """Generator small scenario (3 stores, 70 days) -> SQLite source -> feature store -> model frame + sources."""
     from features.job import build_features
-    from forecasting.db import make_engine
-    from forecasting.schema import build_schema
+    from forecasting.source.db import make_engine
+    from forecasting.source.schema import build_schema
     from generator.api import generate
     from training.pipeline import eval_sources, load_frame
 

@@ -54,8 +54,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     import mlflow
 
     from features.job import build_features
-    from forecasting.db import make_engine
-    from forecasting.schema import build_schema
+    from forecasting.source.db import make_engine
+    from forecasting.source.schema import build_schema
     from generator.api import generate
     from training.pipeline import eval_sources, load_frame, promote_job, train_job
 

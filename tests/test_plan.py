@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import func, select
 from test_plan_world import SmallWorld, run_cli, small_world  # noqa: F401
 
-from forecasting.db import init_db, make_engine, open_source
-from forecasting.schema import build_schema
+from forecasting.source.db import init_db, make_engine, open_source
+from forecasting.source.schema import build_schema
 from planning.overrides import Override, apply_overrides
 from planning.plan import find_cache, run_plan
 from planning.writeback import proposal_rows, read_proposals, write_proposals

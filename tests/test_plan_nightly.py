@@ -10,7 +10,7 @@ import pandas as pd
 import yaml
 from test_plan_world import run_cli, small_world, tiny_overrides
 
-from forecasting.db import open_source
+from forecasting.source.db import open_source
 from planning.writeback import read_proposals
 
 

@@ -13,7 +13,7 @@ from datetime import date
 import pytest
 from test_plan_world import SmallWorld, run_cli, small_world
 
-from forecasting.db import open_source
+from forecasting.source.db import open_source
 from planning import lifecycle
 
 D = date(2025, 12, 1)

@@ -21,8 +21,8 @@ import yaml
 from typer.testing import CliRunner
 
 from forecasting.config import Settings, load_settings, resolve_path
-from forecasting.db import open_source
 from forecasting.errors import DataError
+from forecasting.source.db import open_source
 
 SMALL = resolve_path("configs/scenarios/small.yaml")
 END = date(2025, 11, 30)  # the small scenario's last day
@@ -128,8 +128,8 @@ def run_cli(*args: str) -> tuple[int, str, str]:
 
 
 def test_batch_cache_follows_the_policy_contract(world):
-    from forecasting.forecast_cache import latest
-    from forecasting.material_demand import validate_forecasts
+    from forecasting.inventory.material_demand import validate_forecasts
+    from forecasting.source.forecast_cache import latest
 
     c = latest(world.forecasts)
     assert c.model_version.startswith("v") and c.data_date == world.end

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from forecasting import uncertainty as unc
-from forecasting.policy import batches_on_hand, usable_on_hand
+from forecasting.inventory.policy import batches_on_hand, usable_on_hand
 from training.data import UnconstrainRule, share_before_stockout, unconstrain_censored
 
 # ---- expiring stock (FIFO age of the on hand) -----------------------------------------------------------------------
@@ -122,7 +122,7 @@ def test_raise_shared_keeps_the_daily_noise_and_never_lowers_the_level_variance(
 
 
 def test_store_dispersion_correlates_products_and_keeps_each_products_marginal():
-    from forecasting.material_demand import draw_product_samples
+    from forecasting.inventory.material_demand import draw_product_samples
 
     days = pd.date_range("2025-03-03", periods=5, freq="D")
     fc = pd.DataFrame([(1, p, d, 4.0) for p in range(1, 41) for d in days],

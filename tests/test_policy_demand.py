@@ -12,7 +12,7 @@ from scipy import stats
 
 from forecasting.config import ReplenishmentConfig
 from forecasting.errors import DataError
-from forecasting.material_demand import (
+from forecasting.inventory.material_demand import (
     daily_material_summary,
     draw_product_samples,
     material_samples,

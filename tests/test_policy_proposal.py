@@ -12,7 +12,7 @@ import pytest
 
 from forecasting.config import ReplenishmentConfig, load_settings
 from forecasting.errors import DataError
-from forecasting.proposal import ProposalLine, lines_to_frame, propose
+from forecasting.inventory.proposal import ProposalLine, lines_to_frame, propose
 
 TUE = date(2025, 3, 4)  # order date: dairy (Mon,Wed,Fri, lead 1) delivers Wed; dry goods (Thu, lead 2) do not
 BEANS, MILK, CUPS, CROISSANT = 101, 102, 103, 104

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from forecasting.config import CountCheckConfig, MaterialOverride, ReplenishmentConfig
-from forecasting.policy import (
+from forecasting.inventory.policy import (
     assess_count,
     carryover_newsvendor,
     critical_ratio,

@@ -7,7 +7,7 @@ from datetime import date, time, timedelta
 import pytest
 
 from forecasting.errors import DataError
-from forecasting.schedule import DeliverySchedule, order_window, parse_cutoff, parse_weekdays
+from forecasting.inventory.schedule import DeliverySchedule, order_window, parse_cutoff, parse_weekdays
 
 MON = date(2025, 3, 3)  # a Monday
 MWF2 = DeliverySchedule.from_supplier("Mon,Wed,Fri", "14:00", 2)

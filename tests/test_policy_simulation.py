@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from forecasting.errors import DataError
-from forecasting.schedule import DeliverySchedule
-from forecasting.simulation import MaterialCosts, SimState, order_up_to_policy, simulate
+from forecasting.evaluation.simulation import MaterialCosts, SimState, order_up_to_policy, simulate
+from forecasting.inventory.schedule import DeliverySchedule
 
 MON = date(2025, 3, 3)
 COSTS = {1: MaterialCosts(unit_cost=2.0, lost_margin=5.0, salvage_ratio=0.0)}

@@ -12,9 +12,9 @@ import yaml
 from sqlalchemy import func, inspect, select
 
 from forecasting.config import shared_data_path
-from forecasting.db import open_source
 from forecasting.errors import ConfigError, DataError
-from forecasting.pos import import_pos, load_mapping
+from forecasting.source.db import open_source
+from forecasting.source.pos import import_pos, load_mapping
 
 ROOT = Path(__file__).resolve().parent.parent
 MAVEN = shared_data_path("maven_coffee_shop_sales.csv.gz")

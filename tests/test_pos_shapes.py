@@ -18,8 +18,8 @@ import pytest
 import yaml
 from sqlalchemy import MetaData, create_engine, func, select
 
-from forecasting.db import open_source
-from forecasting.pos import import_pos, load_mapping
+from forecasting.source.db import open_source
+from forecasting.source.pos import import_pos, load_mapping
 from replenish.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,8 +7,8 @@ import json
 import pytest
 from sqlalchemy import text
 
-from forecasting.db import open_source
 from forecasting.errors import ConfigError
+from forecasting.source.db import open_source
 from generator import generate, load_scenario
 from generator.stats import STAT_KEYS, content_hash
 from replenish.cli import main

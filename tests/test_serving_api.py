@@ -75,8 +75,8 @@ def test_replenishment_from_the_request_inventory(server, status):
 def test_replenishment_from_source_counts_equals_the_planners_proposal(server, status, tmp_path_factory):
     """Without inventory the API gives exactly what ``propose`` gives for that store (same samples, same counts)."""
     from forecasting.config import load_settings
-    from forecasting.forecast_cache import read_cache
-    from forecasting.proposal import propose
+    from forecasting.inventory.proposal import propose
+    from forecasting.source.forecast_cache import read_cache
     from serving.source import SourceReader
 
     w = world(tmp_path_factory)

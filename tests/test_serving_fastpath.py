@@ -2,8 +2,9 @@
 
 Why these: ``/replenishment`` serialises plain dicts (``Engine.replenish_json``) instead of the pydantic models, and
 answers requests without inventory from counts kept in memory (``serving.counts``). Both must give exactly what the
-reference gives: ``forecasting.proposal.line_for`` over ``positions`` of the counts ``SourceReader.store_inventory``
-reads for that store (what the engine did per request before), serialised through ``ReplenishmentResponse``.
+reference gives: ``forecasting.inventory.proposal.line_for`` over ``positions`` of the counts
+``SourceReader.store_inventory`` reads for that store (what the engine did per request before), serialised
+through ``ReplenishmentResponse``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from sqlalchemy import create_engine, text
 from test_serving_support import world
 
 from forecasting.config import load_settings
-from forecasting.policy import CountAssessment, Position
-from forecasting.proposal import line_for, positions
+from forecasting.inventory.policy import CountAssessment, Position
+from forecasting.inventory.proposal import line_for, positions
 from serving.engine import BadRequest, Engine, NotFound, ServingState, Unavailable
 from serving.lifecycle import ModelWatcher
 from serving.schemas import ReplenishmentRequest, ReplenishmentResponse

@@ -89,7 +89,7 @@ def test_a_moved_champion_is_served_without_restart_or_failed_request(setup):
 
 
 def test_a_model_that_fails_to_load_or_validate_leaves_the_previous_one_serving(setup):
-    from forecasting.forecast_cache import write_cache
+    from forecasting.source.forecast_cache import write_cache
     from serving.devworld import cached_frame, promote_alias, register_copy
 
     srv, w = setup["server"], setup["world"]

@@ -110,8 +110,8 @@ def copy_source_to_mysql(sqlite_url: str, mysql_url: str) -> None:
     """The tables the API reads, copied from the world's SQLite source into a (scratch) MariaDB database."""
     from sqlalchemy import select
 
-    from forecasting.db import init_db, make_engine
-    from forecasting.schema import build_schema
+    from forecasting.source.db import init_db, make_engine
+    from forecasting.source.schema import build_schema
 
     schema = build_schema()
     src, dst = make_engine(sqlite_url, schema), make_engine(mysql_url, schema)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from forecasting.config import ClassPolicy, ReplenishmentConfig, load_settings
 from forecasting.errors import SourceUnavailable
-from forecasting.proposal import precompute_window_demand, propose
+from forecasting.inventory.proposal import precompute_window_demand, propose
 from serving.engine import Engine, Unavailable
 from serving.http import complete_openapi
 from serving.schemas import ReplenishmentRequest, ReplenishmentResponse

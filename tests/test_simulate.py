@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import insert
 from test_plan_world import SmallWorld, run_cli, small_world
 
-from forecasting.db import open_source
-from forecasting.schedule import DeliverySchedule
-from forecasting.simulation import DeliveryRisk, MaterialCosts, Recipes, replay, stockout_hours
+from forecasting.evaluation.simulation import DeliveryRisk, MaterialCosts, Recipes, replay, stockout_hours
+from forecasting.inventory.schedule import DeliverySchedule
+from forecasting.source.db import open_source
 from planning.simulate import paired, run_simulation, summary_lines
 from planning.writeback import ensure_table
 

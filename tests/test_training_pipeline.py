@@ -187,8 +187,8 @@ def test_tune_logs_a_run_and_changes_training_only_when_applied(panel, tmp_path)
 def test_cli_backtest_json_from_feature_store_and_db(panel, tmp_path, sqlite_url, monkeypatch):
     from sqlalchemy import insert
 
-    from forecasting.db import init_db, make_engine
-    from forecasting.schema import build_schema
+    from forecasting.source.db import init_db, make_engine
+    from forecasting.source.schema import build_schema
     from replenish.cli import app
 
     d, _ = panel

@@ -11,7 +11,7 @@ from test_serving_fastpath import _engine
 from test_serving_support import world
 
 from forecasting.config import load_settings
-from forecasting.db import open_source
+from forecasting.source.db import open_source
 from planning import lifecycle
 from planning.plan import run_plan
 from serving.schemas import ReplenishmentRequest

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from test_serving_support import start_server, world
 
 from forecasting.config import load_settings
-from forecasting.db import open_source
+from forecasting.source.db import open_source
 from planning import lifecycle
 from planning.plan import run_plan
 

@@ -18,7 +18,7 @@ from starlette.routing import Mount
 from starlette.testclient import TestClient
 from test_plan_world import SmallWorld, small_world
 
-from forecasting.db import open_source
+from forecasting.source.db import open_source
 from planning import lifecycle
 from planning.plan import run_plan
 from planning.workbench.app import create_app
@@ -117,9 +117,16 @@ def test_replan_rewrites_drafts_only_and_flags_a_changed_approved_line(world, sr
     assert _lines(engine, schema, 2)["planner_qty"].max() == 9.0  # the draft store was rewritten, override kept
     with pytest.raises(lifecycle.Conflict, match="reopen the store"):
         lifecycle.override(engine, schema, D, 1, mids[0], 1, "too late", "ana")
+    with engine.begin() as conn:  # a material the approved store did not have when it was signed off
+        conn.execute(p.delete().where(p.c.proposal_date == D, p.c.store_id == 1, p.c.material_id == mids[1]))
+    res = run_plan(world.settings, engine, schema, D, store_ids=[1], reports=False)
+    assert [(s, m) for s, m, _ in res.written["held_new"]] == [(1, mids[1])]  # not added as a lone draft line
+    assert mids[1] not in _lines(engine, schema, 1).index
     assert lifecycle.reopen(engine, schema, D, 1, "ana")["status"] == "draft"
     run_plan(world.settings, engine, schema, D, store_ids=[1], reports=False)
-    assert _lines(engine, schema, 1)["replan_packs"].isna().all()  # a draft takes the engine's number again
+    lines = _lines(engine, schema, 1)
+    assert lines["replan_packs"].isna().all()  # a draft takes the engine's number again
+    assert mids[1] in lines.index and (lines["status"] == "draft").all()  # and the new line with it
 
 
 def test_release_writes_final_quantities_once_and_the_ordering_system_reads_them(client, src):

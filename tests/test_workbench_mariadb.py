@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from test_plan import _copy_source
 from test_plan_world import SmallWorld, small_world
 
-from forecasting.db import open_source
+from forecasting.source.db import open_source
 from planning import lifecycle
 from planning.plan import run_plan
 
@@ -87,7 +87,7 @@ def test_a_crash_between_the_proposal_update_and_the_order_insert_leaves_neither
     script = textwrap.dedent(f"""
         import time
         from datetime import date
-        from forecasting.db import open_source
+        from forecasting.source.db import open_source
         from planning import lifecycle
         engine, schema = open_source({url!r})
         def stop(stage):

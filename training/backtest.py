@@ -32,7 +32,7 @@ import pandas as pd
 from forecasting import uncertainty as unc
 from forecasting.config import TrainingConfig
 from forecasting.errors import DataError
-from forecasting.metrics import against, at_cost, score, wape_by, with_true_distribution
+from forecasting.evaluation.metrics import against, at_cost, score, wape_by, with_true_distribution
 from training.blend import CANDIDATES, Weights, learn_weights, window_losses, window_tables
 from training.data import SEGMENTS, ModelFrame, SegmentRule
 from training.forecaster import active_series, assemble, final_mean, merge_parts, month_model

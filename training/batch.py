@@ -21,7 +21,7 @@ import pandas as pd
 
 from forecasting.config import Settings, resolve_path
 from forecasting.errors import DataError
-from forecasting.forecast_cache import write_cache
+from forecasting.source.forecast_cache import write_cache
 from training.calibration import WindowCalibration
 from training.data import ModelFrame
 from training.forecaster import DemandForecaster, active_series, attach_uncertainty, merge_parts

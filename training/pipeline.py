@@ -41,7 +41,7 @@ def eval_sources(db: str | None, settings: Settings, since: pd.Timestamp | None 
     """BOM, truth and incumbent records; none when the default SQLite file does not exist (no source to read)."""
     from sqlalchemy.engine import make_url
 
-    from forecasting.db import open_source
+    from forecasting.source.db import open_source
 
     url = db or settings.source.url
     if db is None:

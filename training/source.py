@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import Engine, select
 
-from forecasting.db import existing_tables, table_columns
-from forecasting.schema import SourceSchema
+from forecasting.source.db import existing_tables, table_columns
+from forecasting.source.schema import SourceSchema
 
 
 @dataclass

@@ -56,7 +56,7 @@ def create_app(settings: Settings, engine=None, schema=None) -> Starlette:
 
     def db():
         if src["engine"] is None:
-            from forecasting.db import open_source
+            from forecasting.source.db import open_source
 
             src["engine"], src["schema"] = open_source(settings.source.url, settings.source.tables)
         return src["engine"], src["schema"]

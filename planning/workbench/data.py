@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import Engine, func, select
 
-from forecasting.schema import SourceSchema
+from forecasting.source.schema import SourceSchema
 from planning import lifecycle
 from planning.writeback import ensure_table
 

@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Boolean, Connection, Date, DateTime, Dialect, Engine, Table, func, select
 
-from forecasting.db import existing_tables, init_db, safe_url
 from forecasting.errors import DataError
-from forecasting.pos.keys import KEY_TABLE, KeyMap, key_table
-from forecasting.pos.mapping import PosMapping, load_mapping
-from forecasting.pos.reader import read_log, validate
-from forecasting.pos.tables import build_tables
-from forecasting.schema import HISTORY_TABLES, SourceSchema
+from forecasting.source.db import existing_tables, init_db, safe_url
+from forecasting.source.pos.keys import KEY_TABLE, KeyMap, key_table
+from forecasting.source.pos.mapping import PosMapping, load_mapping
+from forecasting.source.pos.reader import read_log, validate
+from forecasting.source.pos.tables import build_tables
+from forecasting.source.schema import HISTORY_TABLES, SourceSchema
 
 CHUNK_ROWS = 20_000
 INSERT_ORDER = ["suppliers", "materials", "stores", "products", "bom", "orders", "order_items", "meta", KEY_TABLE]

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from forecasting.errors import DataError
-from forecasting.pos.mapping import FileSpec, PosMapping, RowFilter, SideTable, Wide
+from forecasting.source.pos.mapping import FileSpec, PosMapping, RowFilter, SideTable, Wide
 
 SEP = "\x1f"  # joins composite keys (store + transaction / store + timestamp); never part of a real value
 MB = 1 << 20

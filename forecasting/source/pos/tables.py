@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from forecasting.errors import DataError
-from forecasting.pos.calendar import META_COUNTRY, META_SUBDIV
-from forecasting.pos.keys import KeyMap
-from forecasting.pos.mapping import PosMapping
-from forecasting.pos.reader import ValidatedLog
+from forecasting.source.pos.calendar import META_COUNTRY, META_SUBDIV
+from forecasting.source.pos.keys import KeyMap
+from forecasting.source.pos.mapping import PosMapping
+from forecasting.source.pos.reader import ValidatedLog
 
 INT32_MAX = 2**31 - 1
 INT63_MAX = 2**63 - 1
@@ -32,7 +32,8 @@ def _mode(df: pd.DataFrame, key: str, value: str) -> pd.Series:
 
 def build_tables(log: ValidatedLog, m: PosMapping, source_file: str, keys: KeyMap | None = None
                  ) -> dict[str, pd.DataFrame]:
-    """Logical table name -> rows (columns named as in forecasting.schema); ``source_keys``: the new key map rows."""
+    """Logical table name -> rows (columns named as in ``forecasting.source.schema``); ``source_keys``: the new key
+    map rows."""
     keys = keys or KeyMap()
     ln = log.lines.copy()
     ln["store_id"] = keys.ids(ln["store"], "store", INT32_MAX)

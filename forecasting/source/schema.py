@@ -244,7 +244,7 @@ def build_schema(mapping: dict[str, str] | None = None) -> SourceSchema:
         Column("date", Date, primary_key=True),
         Column("expected_qty", Double, nullable=False),
         # realised demand before censoring (what would have sold with stock); nullable so sources written before
-        # it existed stay valid: readers check the column is there (forecasting.db.table_columns)
+        # it existed stay valid: readers check the column is there (forecasting.source.db.table_columns)
         Column("realised_qty", Double),
     )
     t["demand_truth_hourly"] = table(

@@ -13,7 +13,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from forecasting.errors import SourceUnavailable
-from forecasting.schema import SourceSchema, build_schema
+from forecasting.source.schema import SourceSchema, build_schema
 
 
 def safe_url(url: str | URL) -> str:

@@ -1,8 +1,8 @@
 """The planners' daily proposal: one explained line per store x material, from forecasts and the source tables.
 
 Why one function over plain frames: the CLI, the API and the policy simulation all call ``propose`` with what they
-read (the ``t_*`` source contract, see ``forecasting.schema``) and the models' forecasts (contract in
-``forecasting.material_demand``); nothing here reads a database, so the same numbers come out everywhere.
+read (the ``t_*`` source contract, see ``forecasting.source.schema``) and the models' forecasts (contract in
+``forecasting.inventory.material_demand``); nothing here reads a database, so the same numbers come out everywhere.
 
 Per line: periodic review, order-up-to. S = the chosen quantile of material demand over the protection window
 [order date, the delivery after this order's delivery) computed from joint sample paths; the quantile is the class
@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from forecasting.config import ReplenishmentConfig
 from forecasting.errors import DataError
-from forecasting.material_demand import (
+from forecasting.inventory.material_demand import (
     MaterialSamples,
     draw_product_samples,
     material_samples,
@@ -32,7 +32,7 @@ from forecasting.material_demand import (
     validate_forecasts,
     window_totals,
 )
-from forecasting.policy import (
+from forecasting.inventory.policy import (
     CountAssessment,
     MaterialPolicy,
     Position,
@@ -47,7 +47,7 @@ from forecasting.policy import (
     resolve_policy,
     usable_on_hand,
 )
-from forecasting.schedule import WEEKDAY_NAMES, DeliverySchedule, OrderWindow, order_window
+from forecasting.inventory.schedule import WEEKDAY_NAMES, DeliverySchedule, OrderWindow, order_window
 
 REVIEW_CODES = frozenset({"case_cover", "moq_blocked", "forecast_short", "unknown_class", "no_shelf_life"})
 

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from forecasting.config import read_yaml, resolve_path
 from forecasting.errors import ConfigError, DataError
-from forecasting.pos.calendar import check_calendar
-from forecasting.schedule import parse_cutoff, parse_weekdays
+from forecasting.inventory.schedule import parse_cutoff, parse_weekdays
+from forecasting.source.pos.calendar import check_calendar
 
 
 class _Strict(BaseModel):

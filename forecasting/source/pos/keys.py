@@ -14,7 +14,7 @@ from sqlalchemy import BigInteger, Column, Connection, Engine, String, Table, in
 from sqlalchemy.dialects import mysql
 
 from forecasting.errors import DataError
-from forecasting.schema import SourceSchema
+from forecasting.source.schema import SourceSchema
 
 KEY_TABLE = "source_keys"
 KEY_LEN = 255

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from forecasting.errors import DataError
-from forecasting.schedule import DeliverySchedule
+from forecasting.inventory.schedule import DeliverySchedule
 
 
 @dataclass(frozen=True)

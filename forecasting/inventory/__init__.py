@@ -1,0 +1,1 @@
+"""What to order: the replenishment policy, supplier schedules, material demand from recipes and the proposal."""
