@@ -870,16 +870,17 @@ class _CachedForecasts:
         self.info = info
 
 
-# forecasting/ modules of the ordering engine and the replay (inventory/, evaluation/simulation.py): no forecaster
-# imports them, so a policy change keeps the cache
-_ENGINE_ONLY = frozenset({"policy", "proposal", "material_demand", "simulation", "schedule"})
+# forecasting/ modules left out of the key: the ordering engine and the replay (inventory/, evaluation/simulation.py),
+# which no forecaster imports, and config.py, whose training values are hashed as settings: a policy setting or
+# rule changed keeps the cache
+_NOT_FORECASTS = frozenset({"policy", "proposal", "material_demand", "simulation", "schedule", "config"})
 
 
 def forecast_key(name: str, settings: Settings, frame, start: date) -> str:
     """``<forecaster>-<fingerprint>`` of what its forecasts depend on: the feature data, the model code
-    (``training/``, ``forecasting/`` but the ordering engine's modules, which no forecaster imports, and the
-    forecaster classes here), the training settings and tuned parameters, the replay's refit and calibration
-    settings and the period's first day."""
+    (``training/``, ``forecasting/`` but the modules in ``_NOT_FORECASTS``, and the forecaster classes here), the
+    training settings and tuned parameters, the replay's refit and calibration settings and the period's first
+    day."""
     import inspect
 
     from training.pipeline import read_tuned
@@ -887,7 +888,7 @@ def forecast_key(name: str, settings: Settings, frame, start: date) -> str:
     h = hashlib.sha1(pd.util.hash_pandas_object(frame.df, index=False).to_numpy())
     for pkg in ("forecasting", "training"):
         for f in sorted(resolve_path(pkg).rglob("*.py")):
-            if f.stem not in _ENGINE_ONLY:
+            if f.stem not in _NOT_FORECASTS:
                 h.update(f.relative_to(resolve_path(".")).as_posix().encode() + f.read_bytes())
     for cls in (_FrameForecasts, SeasonalNaiveForecasts, OurForecasts):
         h.update(inspect.getsource(cls).encode())
