@@ -186,6 +186,8 @@ class SelectionConfig(_Section):
     service_levels: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=lambda: [0.9, 0.95, 0.97],
                                                                       min_length=1)
     max_bias: float = Field(0.10, gt=0)  # bias guard: |sum forecast - sum actual| / sum actual of window totals
+    method: Literal["greedy", "tolerance"] = "greedy"  # greedy ensemble selection in 1/steps quanta, or the
+    steps: int = Field(10, ge=1, le=100)  # tolerance rule below (training.blend)
     tolerance: float = Field(0.05, ge=0)  # candidates within this share of the best loss share the weight ...
     power: float = Field(4.0, gt=0)  # ... as loss ** -power
     shrink_windows: float = Field(100.0, ge=0)  # a segment's weights move from the pooled ones by n / (n + this)

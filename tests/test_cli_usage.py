@@ -95,6 +95,7 @@ def test_missing_required_option_or_argument_names_it(path, cmd, capsys):
     (["plan", "--date", "2026-13-45"], "--date"),
     (["plan", "--date", "2026-02-13", "--store", "abc"], "--store"),
     (["backtest", "--origins", "abc"], "--origins"),
+    (["backtest", "--until", "2026-02-30"], "--until"),
     (["serve", "--port", "70000"], "--port"),
     (["features", "build", "--until", "tomorrow"], "--until"),
     (["simulate", "--policy", "best"], "--policy"),

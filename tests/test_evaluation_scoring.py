@@ -74,7 +74,23 @@ def test_true_median_is_the_wape_floor_and_true_quantiles_the_pinball_floor():
     s = score(df, ["oracle", "mean", "low"], train, QS)
     assert s["oracle"]["wape"] < s["mean"]["wape"] and s["oracle"]["wape"] < s["low"]["wape"]
     assert s["oracle"]["spl"] < s["mean"]["spl"]
-    assert (df["oracle"] <= np.ceil(mu)).all()  # the NB median sits at or below the mean
+    assert (df["oracle-q0.5"] <= np.ceil(mu)).all()  # the NB median sits at or below the mean
+    assert np.allclose(df["oracle"], mu) and s["oracle"]["wape_mean"] > s["oracle"]["wape"]
+
+
+def test_wape_scores_every_model_on_its_predictive_median_and_bias_on_its_mean():
+    rng = np.random.default_rng(5)
+    mu = np.repeat(rng.uniform(0.3, 6, 200), 20)  # slow items: the NB median sits well below the mean
+    y = rng.poisson(mu * rng.gamma(1 / ALPHA, ALPHA, len(mu))).astype(float)
+    df = pd.DataFrame({"unique_id": np.repeat(np.arange(200), 20).astype(str), "ds": np.tile(
+        pd.date_range("2025-01-01", periods=20), 200), "cutoff": pd.Timestamp("2024-12-31"), "y": y, "m": mu})
+    df["m-q0.5"] = unc.nb_quantile(mu, ALPHA, 0.5)
+    s = score(df, ["m"], None, [0.5])["m"]
+    assert s["wape"] == pytest.approx(np.abs(df["m-q0.5"] - y).sum() / y.sum())
+    assert s["wape_mean"] == pytest.approx(np.abs(mu - y).sum() / y.sum())
+    assert s["wape"] < s["wape_mean"]
+    assert s["bias"] == pytest.approx((mu - y).sum() / y.sum())
+    assert score(df.drop(columns="m-q0.5"), ["m"])["m"]["wape"] == pytest.approx(s["wape_mean"])
 
 
 def test_synthetic_scored_against_realised_every_day_with_observed_beside():

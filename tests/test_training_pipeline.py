@@ -215,3 +215,14 @@ def test_cli_backtest_json_from_feature_store_and_db(panel, tmp_path, sqlite_url
     m = json.loads(r.stdout[r.stdout.index("{"):])
     assert {"lightgbm", "weekday_mean", "oracle", "final", "seasonal_naive", "croston"} <= set(m["models"])
     assert "incumbent_records" not in json.dumps(m)  # this source has no t_replenishment_forecast rows
+    last = pd.Timestamp(d["date"].max())
+    assert m["models"]["final"]["wape_mean"] > 0 and m["origins"][-1] == str((last - pd.Timedelta(days=7)).date())
+    # --until: the history is cut at that day, so the origins (and what they score) end by it
+    cut = last - pd.Timedelta(days=10)
+    r = CliRunner().invoke(app, ["backtest", "--db", sqlite_url, "--features", str(fdir), "--horizon", "7",
+                                 "--until", str(cut.date()), "--json", "--no-log"])
+    assert r.exit_code == 0, r.output
+    cm = json.loads(r.stdout[r.stdout.index("{"):])
+    assert cm["origins"] == [str((cut - pd.Timedelta(days=7)).date())]
+    r = CliRunner().invoke(app, ["backtest", "--features", str(fdir), "--until", "1999-01-01", "--no-log"])
+    assert type(r.exception).__name__ == "DataError" and "--until 1999-01-01" in str(r.exception)  # main(): exit 2

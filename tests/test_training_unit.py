@@ -154,6 +154,27 @@ def test_blend_weights_by_window_pinball_with_bias_guard_and_shrinkage():
     assert out.tolist() == [1.0, 2.0]
 
 
+def test_greedy_selection_combines_candidates_with_independent_errors():
+    """Two unbiased candidates with independent level errors: their average beats either on window totals, so
+    the greedy selection weighs both (the tolerance rule gives the better one everything once the other is 5% worse)."""
+    from training.blend import learn_weights, window_losses, window_tables
+
+    rng = np.random.default_rng(1)
+    rows = _windows(rng, n_series=120)
+    lvl = rows.groupby(["unique_id", "cutoff"])["c"].transform("first") / 0.8
+    key = rows.groupby(["unique_id", "cutoff"]).ngroup().to_numpy()
+    rows["d"] = lvl * rng.lognormal(0, 0.3, key.max() + 1)[key]
+    rows["e"] = lvl * rng.lognormal(0, 0.45, key.max() + 1)[key]
+    w = learn_weights(rows, ["d", "e"], (), steps=10)["all"]
+    assert set(w) == {"d", "e"} and 0.1 <= w["e"] <= 0.5 and sum(w.values()) == pytest.approx(1)
+    rows["mix"] = w["d"] * rows["d"] + w["e"] * rows["e"]
+    tabs = window_tables(rows, ["d", "e", "mix"], (2, 7))
+    loss = {m: window_losses(tabs, m, [0.9, 0.95, 0.97])[0] for m in ("d", "e", "mix")}
+    assert loss["mix"] < min(loss["d"], loss["e"])
+    old = learn_weights(rows, ["d", "e"], (), method="tolerance")["all"]
+    assert old == {"d": 1.0}  # e is more than 5% worse alone: the tolerance rule drops what it adds
+
+
 def test_direct_strategy_sees_the_target_weekday():
     """mlforecast's date features are the origin's in direct training but the target's at prediction; with a lag
     that carries no weekday information the direct model must still find the Saturday peak (calendar as exog)."""
@@ -209,3 +230,13 @@ def test_hourly_profile_for_unconstraining_reads_earlier_months_only():
     share = share_before_stockout(daily, prof)
     assert np.isnan(share.iloc[0])  # January: no earlier month
     assert share.iloc[1] == pytest.approx(42 / 48)  # out for the last 6 open hours (1 unit each of 48 a day)
+
+
+def test_promote_compares_wape_as_the_champion_run_scored_it():
+    """A champion logged before ``wape_mean`` scored ``wape`` on the mean: the challenger's mean WAPE is compared."""
+    from training.pipeline import _same_wape
+
+    ch = {"wape": 0.40, "wape_mean": 0.42}
+    assert _same_wape(ch, {"wape": 0.43, "wape_mean": float("nan")})["wape"] == 0.42
+    assert _same_wape(ch, {"wape": 0.41, "wape_mean": 0.43})["wape"] == 0.40
+    assert _same_wape({"wape": 0.40, "wape_mean": float("nan")}, {"wape": 0.41})["wape"] == 0.40

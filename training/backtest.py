@@ -71,14 +71,15 @@ def fit_uncertainty(cal: pd.DataFrame, models: list[str], min_rows: int = 300) -
 def add_intervals(
     df: pd.DataFrame, params: dict[str, NBParams], quantiles: list[float], seed: int = 0
 ) -> pd.DataFrame:
-    """Quantile columns ``{m}-q{q}`` (integers), continuous interval bounds ``{m}-lo/hi-{80,95}`` and ``y_jit``."""
+    """Quantile columns ``{m}-q{q}`` (integers; ``q0.5`` always, the point WAPE scores), continuous interval bounds
+    ``{m}-lo/hi-{80,95}`` and ``y_jit``."""
     df = df.copy()
     rng = np.random.default_rng(seed)
     df["y_jit"] = df["y"] - rng.random(len(df))
     for m, p in params.items():
         alpha = df["segment"].map(lambda s, p=p: p.get(s, p["all"])[0]).to_numpy(float)
         mu = df[m].to_numpy(float)
-        for q in quantiles:
+        for q in sorted({0.5, *quantiles}):  # the median always: the point WAPE is scored on (as served)
             df[f"{m}-q{q}"] = unc.nb_quantile(mu, alpha, q)
         for lv in (80, 95):
             lo, hi = (1 - lv / 100) / 2, 1 - (1 - lv / 100) / 2
@@ -292,7 +293,7 @@ class Backtester:
         return learn_weights(rows, cands, SEGMENTS, window_days=sel.window_days, levels=sel.service_levels,
                              tolerance=sel.tolerance, power=sel.power, max_bias=sel.max_bias,
                              shrink_windows=sel.shrink_windows, min_cutoffs=min(3, self.cfg.blend_windows),
-                             report=report)
+                             method=sel.method, steps=sel.steps, report=report)
 
     @property
     def candidates(self) -> list[str]:
@@ -302,9 +303,9 @@ class Backtester:
         return [m for m in self.models if m in CANDIDATES]
 
     def scoring_rows(self, preds: pd.DataFrame) -> pd.DataFrame:
-        """``preds`` as scored: the oracle as the true distribution (its median as the point, its quantiles; the
-        mean kept as ``oracle_mean``) when the source gives the truth's dispersion, and ``realised`` (demand before
-        censoring) when the source has it."""
+        """``preds`` as scored: the oracle as the true distribution (its mean, its quantiles, the median scored for
+        WAPE as every model's; the mean also kept as ``oracle_mean``) when the source gives the truth's dispersion,
+        and ``realised`` (demand before censoring) when the source has it."""
         rows = preds
         truth = self.sources.truth
         if "oracle" in rows:
@@ -363,9 +364,7 @@ class Backtester:
         if bom is not None:
             point = list(scored)
             base = main if realised else rows
-            if "oracle" in base:  # material totals: the sum of the true means (a sum of medians runs low)
-                base = base.assign(oracle=base["oracle_mean"])
-            mat = material_level(base, point, bom)
+            mat = material_level(base, point, bom)  # sums of the means (a sum of medians runs low)
             mat_main = mat if realised else mat[~mat["censored"]]
             cost = "unit_cost" in mat and bool(mat["unit_cost"].notna().all())
             value = (lambda d, cols: at_cost(d, cols)) if cost else (lambda d, cols: d)

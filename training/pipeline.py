@@ -228,7 +228,15 @@ def _importance_figure(imp: pd.Series):
     return fig
 
 
-PROMOTE_KEYS = ("window_spl", "window_bias", "wape", "coverage_80", "coverage_95")
+PROMOTE_KEYS = ("window_spl", "window_bias", "wape", "wape_mean", "coverage_80", "coverage_95")
+
+
+def _same_wape(ch: dict[str, float], base: dict[str, float]) -> dict[str, float]:
+    """The challenger's WAPE as the champion's run scored it: a run logged before ``wape_mean`` existed scored
+    ``wape`` on the mean, newer runs on the predictive median (``wape_mean`` beside)."""
+    if np.isfinite(base.get("wape_mean", np.nan)) or not np.isfinite(ch.get("wape_mean", np.nan)):
+        return ch
+    return {**ch, "wape": ch["wape_mean"]}
 
 
 def _run_metrics(client, run_id: str, model: str) -> dict[str, float]:
@@ -303,6 +311,8 @@ def promote_job(
             how = "champion re-backtested on the challenger's data"
         if not np.isfinite(base.get(key, np.nan)):
             key = "wape"
+        if key == "wape":
+            ch = _same_wape(ch, base)
         gain = (base[key] - ch[key]) / base[key] if base[key] > 0 else 0.0
         decision.update(champion=int(champ.version), champion_metrics=base, rel_improvement=gain, compared_by=how,
                         metric=key)

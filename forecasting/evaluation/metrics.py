@@ -4,6 +4,9 @@ Why pooled: planners read one WAPE (sum|e| / sum y) per model, not a mean of per
 slow series. MASE and the scaled pinball loss are per series (scaled by the in-sample seasonal-naive error up to
 each cutoff, utilsforecast semantics) and averaged over the series whose scale is non-zero.
 
+WAPE is scored on each model's *predictive median* (``{m}-q0.5`` when present), the point WAPE is minimised by, as
+the oracle's is; ``wape_mean`` (the mean's WAPE) and ``bias`` are on the mean (the quantity the orders sum).
+
 Coverage is scored on ``y_jit = y - u`` (u uniform, seeded) against the *continuous* quantiles of the forecast
 (``forecasting.uncertainty.nb_interp_quantile``): the randomized-PIT check, exact for discrete counts. Integer
 intervals of slow items always over-cover, so they would hide a mis-calibrated dispersion.
@@ -23,6 +26,11 @@ def _finite_mean(s: pd.Series) -> float:
     return float(v.mean()) if len(v) else float("nan")
 
 
+def point(df: pd.DataFrame, m: str) -> pd.Series:
+    """The point WAPE is scored on: the predictive median ``{m}-q0.5`` when present, else the column ``m``."""
+    return df[f"{m}-q0.5"] if f"{m}-q0.5" in df else df[m]
+
+
 def score(
     df: pd.DataFrame,
     models: list[str],
@@ -30,7 +38,9 @@ def score(
     quantiles: list[float] | None = None,
     levels: tuple[int, ...] = (80, 95),
 ) -> dict[str, dict[str, float]]:
-    """``{model: {wape, bias, mase, coverage_80, coverage_95, spl, n}}`` for ``unique_id, ds, cutoff, y`` rows.
+    """``{model: {wape, wape_mean, bias, mase, coverage_80, coverage_95, spl, n}}`` for ``unique_id, ds, cutoff, y``
+    rows. ``wape`` uses the model's median ``{m}-q0.5`` when the rows have it (else its column), ``wape_mean``,
+    ``bias`` and ``mase`` the column itself (the mean).
 
     Interval metrics appear only for models with ``{m}-lo-80`` etc. (and ``y_jit``); quantile columns are
     ``{m}-q{q}``. ``bias`` is relative: sum(forecast - y) / sum(y).
@@ -45,8 +55,10 @@ def score(
         mase = losses.mase(df, models, SEASONALITY, train_df)
     for m in models:
         e = df[m] - df["y"]
+        ep = point(df, m) - df["y"]
         r: dict[str, float] = {
-            "wape": float(e.abs().sum() / total) if total > 0 else float("nan"),
+            "wape": float(ep.abs().sum() / total) if total > 0 else float("nan"),
+            "wape_mean": float(e.abs().sum() / total) if total > 0 else float("nan"),
             "bias": float(e.sum() / total) if total > 0 else float("nan"),
             "n": int(len(df)),
         }
@@ -68,11 +80,11 @@ def score(
 
 
 def wape_by(df: pd.DataFrame, models: list[str], key: str) -> dict[str, dict[str, float]]:
-    """``{model: {key value: WAPE}}`` e.g. by horizon."""
+    """``{model: {key value: WAPE}}`` e.g. by horizon (on the predictive median, as ``score``)."""
     g = df.groupby(key)
     denom = g["y"].sum()
     return {
-        m: {str(k): float(v) for k, v in ((df[m] - df["y"]).abs().groupby(df[key]).sum() / denom).items()}
+        m: {str(k): float(v) for k, v in ((point(df, m) - df["y"]).abs().groupby(df[key]).sum() / denom).items()}
         for m in models
     }
 
@@ -81,19 +93,20 @@ def with_true_distribution(
     df: pd.DataFrame, col: str, mean: np.ndarray, alpha: float, quantiles: list[float] | None = None,
     levels: tuple[int, ...] = (80, 95),
 ) -> pd.DataFrame:
-    """The oracle as the true distribution: point ``col`` = its median, ``{col}-q{q}`` its quantiles and
-    ``{col}-lo/hi-{lv}`` its continuous interval bounds, for NB(``mean``, ``alpha``) days.
+    """The oracle as the true distribution: ``col`` = its mean, ``{col}-q{q}`` its quantiles (``q0.5``, the median,
+    always: the point ``score`` takes for WAPE) and ``{col}-lo/hi-{lv}`` its continuous interval bounds, for
+    NB(``mean``, ``alpha``) days.
 
     Why the median: WAPE (absolute error) is minimised by the median, not the mean (at these volumes the true mean
     scores ~2.5% worse), and pinball at level q by the q-quantile; only then is the oracle row a floor no model can
-    beat in expectation.
+    beat in expectation. Every model is scored by the same rule (its own predictive median).
     """
     from forecasting import uncertainty as unc
 
     out = df.copy()
     mu = np.asarray(mean, dtype=float)
-    out[col] = unc.nb_quantile(mu, alpha, 0.5)
-    for q in quantiles or []:
+    out[col] = mu
+    for q in sorted({0.5, *(quantiles or [])}):
         out[f"{col}-q{q}"] = unc.nb_quantile(mu, alpha, q)
     for lv in levels:
         lo, hi = (1 - lv / 100) / 2, 1 - (1 - lv / 100) / 2
