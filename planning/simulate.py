@@ -747,6 +747,9 @@ def _metrics(res: SimulationResult, w: World, seconds: float) -> dict[str, float
         "orders": int((d["ordered"] > 0).sum()),
         "seconds": round(seconds, 1),
         "by_class": _by_class(res, w),
+        "stockout_hours_by_store": {str(k): round(float(v), 1) for k, v in
+                                    res.daily.groupby("store_id")["stockout_hours"].sum().items()}
+        if "stockout_hours" in res.daily else {},
     }
 
 

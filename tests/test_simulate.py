@@ -114,6 +114,9 @@ def test_simulate_compares_all_policies_on_the_small_world(world):
     classes = {c for r in inc["by_seed"] for c in r["by_class"]}  # where the stockout hours come from
     assert classes and sum(v["stockout_hours"] for v in inc["by_seed"][0]["by_class"].values()) == pytest.approx(
         inc["by_seed"][0]["stockout_hours"], abs=1.0)
+    by_store = inc["by_seed"][0]["stockout_hours_by_store"]
+    assert len(by_store) == res["period"]["stores"] and sum(by_store.values()) == pytest.approx(
+        inc["by_seed"][0]["stockout_hours"], abs=1.0)
 
 
 def test_summary_lines_say_each_figure_with_its_interval_and_the_paired_comparison():
