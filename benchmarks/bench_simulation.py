@@ -23,6 +23,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -82,16 +84,21 @@ def main() -> int:
                     help="reported: the last simulation.weeks weeks; selection: the weeks before (choose settings "
                          "there, never on the reported period)")
     ap.add_argument("--seeds", type=int, help="demand seeds (default simulation.seeds)")
+    ap.add_argument("--policies", help="comma-separated subset of ours,incumbent,seasonal_naive,oracle (default all)")
+    ap.add_argument("--forecast-cache", help="keep the forecasters' daily forecasts in this folder (keyed by data, "
+                                             "code and settings), so a re-run with other policy settings skips refits")
     args = ap.parse_args()
 
     from forecasting.config import load_settings
     from forecasting.source.db import open_source
-    from planning.simulate import run_simulation, write_chart
+    from planning.simulate import run_simulation, summary_lines, write_chart
 
     settings = load_settings(args.config)
-    if args.seeds:
-        sim = settings.planning.simulation.model_copy(update={"seeds": args.seeds})
+    upd = {k: v for k, v in (("seeds", args.seeds), ("forecast_cache", args.forecast_cache)) if v}
+    if upd:
+        sim = settings.planning.simulation.model_copy(update=upd)
         settings = settings.model_copy(update={"planning": settings.planning.model_copy(update={"simulation": sim})})
+    policies = args.policies.split(",") if args.policies else settings.planning.simulation.policies
     with tempfile.TemporaryDirectory() as tmp:
         url, features = (args.db, args.features) if args.db else _prepare(Path(tmp))
         engine, schema = open_source(url, settings.source.tables)
@@ -104,7 +111,7 @@ def main() -> int:
             end = first - timedelta(days=1)
             start = end - timedelta(days=7 * weeks - 1)
         t0 = time.perf_counter()
-        res = run_simulation(settings, engine, schema, start, end, features_dir=features,
+        res = run_simulation(settings, engine, schema, start, end, policies, features_dir=features,
                              progress=lambda m: print(f"  [{time.perf_counter() - t0:5.0f} s] {m}", flush=True))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,12 +137,16 @@ def main() -> int:
     proto = res["protocol"]
     print(f"\ndemand seeds {proto['demand_seeds']}; calibration days {proto['calibration_days']}; "
           f"deliveries {proto['deliveries']}")
-    for pair, d in res.get("paired", {}).items():
-        print(f"{pair} (paired over {d['seeds']} seeds, mean and 95% CI):")
-        for k in ("fill_rate", "stockout_hours", "waste_pct", "total_cost"):
-            df, r = d[k]["difference"], d[k]["ratio"]
-            print(f"  {k:<15} difference {df['mean']:+,.4g} ({df['lo']:+,.4g}..{df['hi']:+,.4g}), "
-                  f"ratio x{r['mean']:.3f} ({r['lo']:.3f}..{r['hi']:.3f})")
+    print("\n".join(summary_lines(res)))
+    for pname, m in res["policies"].items():  # where the misses come from
+        by = {}
+        for r in m["by_seed"]:
+            for c, v in r.get("by_class", {}).items():
+                by.setdefault(c, []).append(v)
+        print(f"{pname} by class, mean over seeds: " + "; ".join(
+            f"{c} {np.mean([v['stockout_hours'] for v in vs]):,.0f} stockout h, "
+            f"${np.mean([v['waste_cost'] for v in vs]):,.0f} wasted, "
+            f"${np.mean([v['lost_margin_cost'] for v in vs]):,.0f} lost margin" for c, vs in sorted(by.items())))
     check = res["policies"].get("ours", {}).get("calibration_check")
     if check:
         print(f"\nours' window calibration, held-out coverage and level: {check}")

@@ -110,6 +110,9 @@ class ReplenishmentConfig(_Section):
     n_samples: int = Field(1000, ge=50, le=20000)  # joint demand paths per store x product
     seed: int = 20240901
     rounding_threshold: float = Field(0.3, ge=0.0, le=1.0)  # round up when the fractional pack >= this
+    # ... for a perishable that goes into one product only (ready food): its newsvendor S prices its own stockout,
+    # the expected cost is flat around S and the nearest pack is as cheap, so it rounds at half a pack
+    rounding_threshold_single: float = Field(0.5, ge=0.0, le=1.0)
     # Never round a pack down below S (shelf-stable) or the median need (perishables): ``policy.decide_quantity``.
     rounding_guard: bool = True
     # Perishables: leftovers of a window still sell until they expire (``policy.carryover_newsvendor``).
@@ -284,6 +287,9 @@ class SimulationConfig(_Section):
     calib_days: int = Field(14, ge=7, le=56)  # out-of-sample days before the period that fit the dispersion
     calibrate_level: bool = True  # `ours`: window calibration (level factor, shared variance) from those days
     workers: int = Field(2, ge=1, le=16)  # policies replayed in parallel processes
+    # the forecasters' daily forecasts kept here (forecast-cache layout) under a fingerprint of the data, the model
+    # code and the forecasting settings: a re-run with other policy settings or seeds reads them; None = off
+    forecast_cache: str | None = None
     incumbent: IncumbentRuleConfig = Field(default_factory=IncumbentRuleConfig)
 
 

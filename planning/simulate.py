@@ -1,11 +1,11 @@
 """Policy replay on the source history: our engine vs the incumbent vs seasonal naive vs an oracle, same days.
 
-Why these four on one replay (``forecasting.simulation.replay``): every policy faces the same realised demand
-(sampled from the generator's latent truth ``t_demand_truth`` when present, else the recorded sales), the same
-starting stock and in-flight orders, the same supplier calendars, shelf lives and costs; only how much is ordered
-differs. ``ours``, ``seasonal_naive`` and ``oracle`` run the production engine (``forecasting.proposal.propose``)
-with different forecasts, so the gaps between them are the forecasts' value; ``incumbent`` replays ireplenishment's
-own forecast records through its own order rule.
+Why these four on one replay (``forecasting.evaluation.simulation.replay``): every policy faces the same realised
+demand (sampled from the generator's latent truth ``t_demand_truth`` when present, else the recorded sales), the
+same starting stock and in-flight orders, the same supplier calendars, shelf lives and costs; only how much is
+ordered differs. ``ours``, ``seasonal_naive`` and ``oracle`` run the production engine
+(``forecasting.inventory.proposal.propose``) with different forecasts, so the gaps between them are the forecasts'
+value; ``incumbent`` replays ireplenishment's own forecast records through its own order rule.
 
 Forecasts are issued as of each order day (no look-ahead): ``ours`` refits LightGBM every ``refit_days`` on the
 history up to the day before and re-forecasts every day from the newest data with the fitted trees; its dispersion
@@ -19,6 +19,8 @@ each series' receipts of the last shelf life, so it can tell stock about to expi
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -35,7 +37,7 @@ from forecasting.errors import DataError
 from forecasting.evaluation.metrics import mean_interval, paired_difference
 from forecasting.evaluation.simulation import DayState, DeliveryRisk, MaterialCosts, Recipes, SimulationResult, replay
 from forecasting.inventory.policy import assess_count, resolve_policy
-from forecasting.inventory.proposal import propose
+from forecasting.inventory.proposal import WindowDemand, precompute_window_demand, propose
 from forecasting.inventory.schedule import DeliverySchedule, order_window
 from forecasting.source.db import existing_tables
 from forecasting.source.schema import SourceSchema
@@ -75,6 +77,7 @@ class World:
     period_truth: pd.DataFrame | None = None  # the truth's rows inside the period: demand is sampled from them
     demand_seed: int | None = None  # the seed the demand was sampled with (None: recorded sales)
     delivery_rates: dict[str, Any] | None = None  # late / short delivery rates measured on the source's orders
+    policy_class: np.ndarray | None = None  # (n,) each series' replenishment class (food, chilled, ambient...)
 
     @property
     def start(self) -> date:
@@ -294,6 +297,8 @@ def build_world(
         start_pipeline=pipeline, costs=[costs_by[int(m)] for m in material_ids], qpu=qpu,
         hour_shares=hour_shares, truth=truth, recipes=recipes, period_truth=period_truth,
         delivery_rates=delivery_rates(orders, start) if sim.delivery_risk else None,
+        policy_class=np.array([resolve_policy(mat_idx.loc[m].to_dict() | {"material_id": m},
+                                              settings.replenishment).policy_class for m in material_ids]),
     )
     return with_demand_seed(world, sim.seed, sim.truth_dispersion) if use_truth else world
 
@@ -573,8 +578,29 @@ class EnginePolicy:
                                                                         strict=True))}
         self.sched = _schedules(world.suppliers)
         self.mat_sup = world.materials.set_index("material_id")["supplier_id"].astype(int)
-        self.seconds = {"forecast": 0.0, "propose": 0.0}
+        self.seconds = {"forecast": 0.0, "window_demand": 0.0, "propose": 0.0}
         self.got = np.zeros((len(world.store_ids), len(world.days)))  # receipts so far: the age of perishable stock
+
+    def _window_demand(self, day: date, mats: set[int]) -> WindowDemand | None:
+        """The demand side of the day's proposal (``precompute_window_demand`` on the day's forecasts for the
+        materials whose supplier takes orders today), drawn once per day and shared by every demand seed through
+        the memo; None when no forecast covers the day."""
+        memo = getattr(self.forecasts, "window_demand", None)
+        if memo is not None and day in memo:
+            return memo[day]
+        t0 = time.perf_counter()
+        fc = self.forecasts(day)
+        self.seconds["forecast"] += time.perf_counter() - t0
+        bom = self.w.bom[self.w.bom["material_id"].isin(mats)]
+        fc = fc[fc["store_id"].isin(self.stores) & fc["product_id"].isin(bom["product_id"])]
+        wd = None
+        if not fc.empty and pd.Timestamp(fc["date"].min()) <= pd.Timestamp(day):
+            t0 = time.perf_counter()
+            wd = precompute_window_demand(fc, self.w.materials, bom, self.w.suppliers, day, self.cfg)
+            self.seconds["window_demand"] += time.perf_counter() - t0
+        if memo is not None:
+            memo[day] = wd
+        return wd
 
     def _receipts(self, idx: np.ndarray, t: int) -> pd.DataFrame:
         """Receipts of the perishable series ``idx`` over their shelf life before day ``t`` (t_replenishment_order
@@ -600,12 +626,8 @@ class EnginePolicy:
         in_play = np.array([int(m) in mats for m in w.material_ids])
         if not in_play.any():
             return qty
-        t0 = time.perf_counter()
-        fc = self.forecasts(day)
-        self.seconds["forecast"] += time.perf_counter() - t0
-        bom = w.bom[w.bom["material_id"].isin(mats)]
-        fc = fc[fc["store_id"].isin(self.stores) & fc["product_id"].isin(bom["product_id"])]
-        if fc.empty or pd.Timestamp(fc["date"].min()) > pd.Timestamp(day):
+        wd = self._window_demand(day, mats)
+        if wd is None:
             return qty
         idx = np.nonzero(in_play)[0]
         inv = pd.DataFrame({"store_id": w.store_ids[idx], "material_id": w.material_ids[idx],
@@ -620,8 +642,8 @@ class EnginePolicy:
         if len(got):
             orders = pd.concat([orders.astype({"received_on": "datetime64[ns]"}), got], ignore_index=True)
         t0 = time.perf_counter()
-        lines = propose(fc, w.materials, bom, w.suppliers, inv, day, self.cfg, self.name, day - timedelta(days=1),
-                        orders=orders)
+        lines = propose(pd.DataFrame(), w.materials, w.bom, w.suppliers, inv, day, self.cfg, self.name,
+                        day - timedelta(days=1), orders=orders, window_demand=wd)
         self.seconds["propose"] += time.perf_counter() - t0
         for ln in lines:
             j = self.pos.get((ln.store_id, ln.material_id))
@@ -724,7 +746,26 @@ def _metrics(res: SimulationResult, w: World, seconds: float) -> dict[str, float
         "wasted_value": round(res.wasted, 2),
         "orders": int((d["ordered"] > 0).sum()),
         "seconds": round(seconds, 1),
+        "by_class": _by_class(res, w),
+        "stockout_hours_by_store": {str(k): round(float(v), 1) for k, v in
+                                    res.daily.groupby("store_id")["stockout_hours"].sum().items()}
+        if "stockout_hours" in res.daily else {},
     }
+
+
+def _by_class(res: SimulationResult, w: World) -> dict[str, dict[str, float]]:
+    """Stockout hours, wasted value ($ at cost) and lost margin ($) per policy class (food, chilled, ambient...):
+    where a policy's misses come from, so a setting is changed for the class that causes them."""
+    d = res.daily
+    cls = pd.Series(w.policy_class, index=pd.MultiIndex.from_arrays([w.store_ids, w.material_ids]))
+    c = cls.reindex(pd.MultiIndex.from_arrays([d["store_id"], d["material_id"]])).to_numpy()
+    cost = {int(m): x for m, x in zip(w.material_ids, w.costs, strict=True)}
+    unit = d["material_id"].map(lambda m: cost[int(m)].unit_cost * (1.0 - cost[int(m)].salvage_ratio)).to_numpy(float)
+    margin = d["material_id"].map(lambda m: cost[int(m)].lost_margin).to_numpy(float)
+    f = pd.DataFrame({"cls": c, "stockout_hours": d.get("stockout_hours", 0.0), "waste_cost": d["wasted"] * unit,
+                      "lost_margin_cost": d["lost"] * margin})
+    g = f.groupby("cls")[["stockout_hours", "waste_cost", "lost_margin_cost"]].sum().round(1)
+    return {str(k): {c2: float(v) for c2, v in row.items()} for k, row in g.iterrows()}
 
 
 def override_value_added(engine: Engine, schema: SourceSchema, w: World) -> dict[str, Any] | None:
@@ -783,17 +824,83 @@ _SHARED: dict[str, Any] = {}  # the world and settings, inherited by forked work
 
 
 class _Memo:
-    """A forecast provider's answers kept by day: forecasts depend on the history, not on the replayed demand, so
-    every demand seed reuses them (the seeds then cost only the engine's proposals)."""
+    """A forecast provider's answers kept by day, and the window demand drawn from them: both depend on the history
+    and the order date, not on the replayed demand or what the store holds, so every demand seed reuses them (the
+    seeds then cost only the policy's arithmetic on each seed's stock, as an API request does on a precomputed
+    ``WindowDemand``)."""
 
     def __init__(self, provider: Callable[[date], pd.DataFrame]) -> None:
         self.provider = provider
         self.days: dict[date, pd.DataFrame] = {}
+        self.window_demand: dict[date, WindowDemand | None] = {}
 
     def __call__(self, day: date) -> pd.DataFrame:
         if day not in self.days:
             self.days[day] = self.provider(day)
         return self.days[day]
+
+
+class _CachedForecasts:
+    """A forecaster's daily forecasts read from the forecast cache (``forecasting.source.forecast_cache``, the
+    layout the batch forecast writes and the plan reads) under ``key``, made by ``make()`` and written on a miss.
+
+    Why: forecasts depend on the history, the model code and the forecasting settings, never on the policy settings
+    or the demand seeds; choosing a service level on the selection period should not refit the models each time.
+    ``key`` fingerprints all three (``forecast_key``), so a changed line of model code or data is a miss.
+    """
+
+    def __init__(self, root: Path, key: str, make: Callable[[], Any]) -> None:
+        self.root, self.key, self.make = root, key, make
+        self.provider: Any = None
+        info = root / key / "provider.json"
+        self.info: dict[str, Any] = json.loads(info.read_text()) if info.is_file() else {}
+
+    def __call__(self, day: date) -> pd.DataFrame:
+        from forecasting.source.forecast_cache import cache_dir, read_cache, write_cache
+
+        if (cache_dir(self.root, self.key, day) / "forecasts.parquet").is_file():
+            return read_cache(self.root, self.key, day).frame
+        if self.provider is None:
+            self.provider = self.make()
+        fc = self.provider(day)
+        write_cache(self.root, fc, self.key, day, {"forecaster": self.key})
+        return fc
+
+    def save_info(self, info: dict[str, Any]) -> None:
+        """What the replay reports about the forecaster (its calibration), kept beside its forecasts."""
+        (self.root / self.key).mkdir(parents=True, exist_ok=True)
+        (self.root / self.key / "provider.json").write_text(json.dumps(info, indent=1))
+        self.info = info
+
+
+# forecasting/ modules left out of the key: the ordering engine and the replay (inventory/, evaluation/simulation.py),
+# which no forecaster imports, and config.py, whose training values are hashed as settings: a policy setting or
+# rule changed keeps the cache
+_NOT_FORECASTS = frozenset({"policy", "proposal", "material_demand", "simulation", "schedule", "config"})
+
+
+def forecast_key(name: str, settings: Settings, frame, start: date) -> str:
+    """``<forecaster>-<fingerprint>`` of what its forecasts depend on: the feature data, the model code
+    (``training/``, ``forecasting/`` but the modules in ``_NOT_FORECASTS``, and the forecaster classes here), the
+    training settings and tuned parameters, the replay's refit and calibration settings and the period's first
+    day."""
+    import inspect
+
+    from training.pipeline import read_tuned
+
+    h = hashlib.sha1(pd.util.hash_pandas_object(frame.df, index=False).to_numpy())
+    for pkg in ("forecasting", "training"):
+        for f in sorted(resolve_path(pkg).rglob("*.py")):
+            if f.stem not in _NOT_FORECASTS:
+                h.update(f.relative_to(resolve_path(".")).as_posix().encode() + f.read_bytes())
+    for cls in (_FrameForecasts, SeasonalNaiveForecasts, OurForecasts):
+        h.update(inspect.getsource(cls).encode())
+    sim = settings.planning.simulation
+    h.update(json.dumps({"name": name, "start": start.isoformat(), "tuned": read_tuned(settings.training),
+                         "training": settings.training.model_dump(mode="json"),
+                         "replay": [sim.refit_days, sim.calib_days, sim.calibrate_level, HORIZON]},
+                        sort_keys=True, default=str).encode())
+    return f"{name}-{h.hexdigest()[:16]}"
 
 
 def _provider(name: str) -> Any:
@@ -804,10 +911,15 @@ def _provider(name: str) -> Any:
         return None
     if name == "oracle":
         return OracleForecasts(w, settings.planning.simulation.truth_dispersion)
-    if name == "seasonal_naive":
-        return SeasonalNaiveForecasts(settings, frame, w.start, say)
-    if name == "ours":
-        return OurForecasts(settings, frame, w.start, say, w.bom)
+    makers = {"seasonal_naive": lambda: SeasonalNaiveForecasts(settings, frame, w.start, say),
+              "ours": lambda: OurForecasts(settings, frame, w.start, say, w.bom)}
+    if name in makers:
+        root = settings.planning.simulation.forecast_cache
+        if root is None:
+            return makers[name]()
+        cached = _CachedForecasts(resolve_path(root), forecast_key(name, settings, frame, w.start), makers[name])
+        say(f"{name}: forecasts cached under {cached.root / cached.key}")
+        return cached
     raise DataError(f"unknown policy {name!r}: choose from {', '.join(POLICIES)}")
 
 
@@ -823,7 +935,7 @@ def _replay_one(name: str) -> tuple[str, dict[str, Any]]:
     settings = _SHARED["settings"]
     provider = _provider(name)
     memo = _Memo(provider) if provider is not None else None
-    runs, detail = [], {"forecast": 0.0, "propose": 0.0}
+    runs, detail = [], {"forecast": 0.0, "window_demand": 0.0, "propose": 0.0}
     for w in _SHARED["worlds"]:
         t1 = time.perf_counter()
         pol = _SHARED["prebuilt"]["incumbent"] if memo is None else EnginePolicy(w, memo, settings, name)
@@ -843,16 +955,25 @@ def _replay_one(name: str) -> tuple[str, dict[str, Any]]:
     m["seconds"] = round(time.perf_counter() - t0, 1)
     if memo is not None:
         m["seconds_detail"] = {k: round(v, 1) for k, v in detail.items()}
-        fits = getattr(provider, "fit_seconds", None)
+        cached = provider if isinstance(provider, _CachedForecasts) else None
+        built = cached.provider if cached is not None else provider
+        fits = getattr(built, "fit_seconds", None)
         if fits is not None:
             m["seconds_detail"]["fit"] = round(fits, 1)
-        if getattr(provider, "calibration", None) is not None:
-            cal = provider.calibration.to_dict()
-            m["calibration"] = {"store_dispersion": cal["store_dispersion"], "windows": cal["windows"],
-                                "pooled_products": len(cal["pooled_products"]),
-                                "factor_range": [min((f for f, _ in cal["factors"].values()), default=1.0),
-                                                 max((f for f, _ in cal["factors"].values()), default=1.0)]}
-            m["calibration_check"] = provider.calibration_check
+        info: dict[str, Any] = {}
+        if getattr(built, "calibration", None) is not None:
+            cal = built.calibration.to_dict()
+            info["calibration"] = {"store_dispersion": cal["store_dispersion"], "windows": cal["windows"],
+                                   "pooled_products": len(cal["pooled_products"]),
+                                   "factor_range": [min((f for f, _ in cal["factors"].values()), default=1.0),
+                                                    max((f for f, _ in cal["factors"].values()), default=1.0)]}
+            info["calibration_check"] = built.calibration_check
+        if cached is not None:
+            if built is not None:
+                cached.save_info(info)
+            info = cached.info
+            m["forecast_cache"] = {"key": cached.key, "hit": built is None}
+        m.update(info)
     _SHARED["say"](f"{name}: done in {m['seconds']:.0f} s")
     return name, m
 
@@ -885,6 +1006,44 @@ def paired(policies: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
             pair[k] = {"difference": {q: round(v, 5) for q, v in paired_difference(x, y).items() if q != "n"},
                        "ratio": {q: round(v, 4) for q, v in mean_interval(ratio).items() if q != "n"}}
         out[f"ours_vs_{other}"] = pair
+    return out
+
+
+# (metric, words, format of a value, format of a paired difference): units on every amount
+_FIGURES = (
+    ("fill_rate", "of product units filled", lambda v: f"{v:.2%}", lambda d: f"{100 * d:+.2f} points"),
+    ("cycle_service_level", "of delivery cycles without a stockout", lambda v: f"{v:.1%}", None),
+    ("stockout_hours", "stockout hours (store x material)", lambda v: f"{v:,.0f} h", lambda d: f"{d:+,.0f} h"),
+    ("waste_pct", "of stock value wasted", lambda v: f"{v:.2%}", lambda d: f"{100 * d:+.2f} points"),
+    ("days_of_cover", "of cover", lambda v: f"{v:.1f} days", None),
+    ("total_cost", "total cost (holding + waste + lost margin)", lambda v: f"${v:,.0f}", lambda d: f"{d:+,.0f} $"),
+)
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """The replay in words: each policy's figures as the mean over the demand seeds with its 95% interval, then
+    ``ours`` against each other policy seed by seed (difference and ratio, each with its 95% interval)."""
+    p, seeds = report["period"], report.get("protocol", {}).get("demand_seeds", [None])
+    n = len(seeds)
+    out = [f"Replay {p['start']}..{p['end']}: {p['days']} days, {p['stores']} stores, {p['series']:,} store x "
+           f"material series, demand: {p['demand']}; "
+           + (f"means over {n} demand seeds, 95% interval in brackets." if n > 1 else "one demand draw.")]
+    for name, m in report["policies"].items():
+        ci = m.get("ci95", {})
+        parts = []
+        for key, words, f, _ in _FIGURES:
+            lo_hi = f" ({f(ci[key][0])}..{f(ci[key][1])})" if key in ci else ""
+            parts.append(f"{f(m[key])}{lo_hi} {words}")
+        out.append(f"  {name}: " + "; ".join(parts) + ".")
+    for pair, d in report.get("paired", {}).items():
+        other = pair.removeprefix("ours_vs_")
+        out.append(f"ours against {other}, seed by seed over {d['seeds']} seeds (ours - {other}; ours / {other}):")
+        for key, words, _, fd in _FIGURES:
+            if fd is None or key not in d:
+                continue
+            df, r = d[key]["difference"], d[key]["ratio"]
+            out.append(f"  {words}: {fd(df['mean'])} ({fd(df['lo'])}..{fd(df['hi'])}); "
+                       f"x{r['mean']:.3f} ({r['lo']:.3f}..{r['hi']:.3f})")
     return out
 
 

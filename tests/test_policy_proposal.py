@@ -145,6 +145,26 @@ def test_perishable_uses_newsvendor_and_shelf_life_cap_binds():
     assert plain[(1, MILK)].demand_quantile <= milk.demand_quantile
 
 
+def test_a_perishable_sold_as_one_product_rounds_to_the_nearest_pack():
+    w = world()
+    m = w["materials"]
+    m.loc[m["material_id"] == CROISSANT, ["shelf_life_days", "pack_size"]] = [4, 18.0]  # need 78 = 4.3 packs
+    lines = by_key(run(w))
+    # the croissant goes into product 3 only, the milk into the latte only: each prices its own stockout
+    croissant, milk = lines[(1, CROISSANT)], lines[(1, MILK)]
+    assert 4.3 < croissant.need_units / 18.0 < 4.5 and croissant.qty_packs == 4  # 0.3 of a pack: rounded down
+    assert "rounded down" in croissant.explanation and "(threshold 0.5)" in croissant.explanation
+    assert "(threshold 0.5)" in milk.explanation
+    w["bom"] = pd.concat([w["bom"], pd.DataFrame({"product_id": [2], "material_id": [MILK], "qty_per_unit": [20.0]})],
+                         ignore_index=True)
+    shared = by_key(run(w))  # milk in the americano too: a short pack would block two drinks
+    assert "(threshold 0.3)" in shared[(1, MILK)].explanation
+    assert "(threshold 0.5)" in shared[(1, CROISSANT)].explanation
+    old = by_key(run(w, cfg=ReplenishmentConfig(n_samples=600, rounding_threshold_single=0.3)))
+    assert old[(1, CROISSANT)].qty_packs == 5 and old[(1, CROISSANT)].need_units == pytest.approx(
+        croissant.need_units)
+
+
 def test_not_an_order_day_gives_a_zero_line_with_the_next_order_day():
     lines = by_key(run(world()))
     milk_wed_delivery = lines[(1, MILK)]

@@ -15,7 +15,7 @@ from forecasting.config import Settings, load_settings
 from forecasting.evaluation.simulation import DeliveryRisk, MaterialCosts, Recipes, replay, stockout_hours
 from forecasting.inventory.schedule import DeliverySchedule
 from forecasting.source.db import open_source
-from planning.simulate import run_simulation
+from planning.simulate import paired, run_simulation, summary_lines
 from planning.writeback import ensure_table
 
 MON = date(2025, 3, 3)
@@ -116,6 +116,60 @@ def test_simulate_compares_all_policies_on_the_small_world(world):
     assert pair["difference"]["lo"] <= pair["difference"]["mean"] <= pair["difference"]["hi"]
     assert pair["difference"]["mean"] == pytest.approx(p["ours"]["total_cost"] - inc["total_cost"], abs=0.05)
     json.dumps(res)
+    text = "\n".join(summary_lines(res))  # what `replenish simulate` prints: means, intervals, paired comparisons
+    assert f"means over {len(seeds)} demand seeds" in text
+    assert f"${p['ours']['total_cost']:,.0f} (${lo:,.0f}..${hi:,.0f}) total cost" in text
+    assert "ours against incumbent, seed by seed" in text and "ours against oracle" in text
+    classes = {c for r in inc["by_seed"] for c in r["by_class"]}  # where the stockout hours come from
+    assert classes and sum(v["stockout_hours"] for v in inc["by_seed"][0]["by_class"].values()) == pytest.approx(
+        inc["by_seed"][0]["stockout_hours"], abs=1.0)
+    by_store = inc["by_seed"][0]["stockout_hours_by_store"]
+    assert len(by_store) == res["period"]["stores"] and sum(by_store.values()) == pytest.approx(
+        inc["by_seed"][0]["stockout_hours"], abs=1.0)
+
+
+def test_summary_lines_say_each_figure_with_its_interval_and_the_paired_comparison():
+    def run(seed, fill, hours, waste, cost):
+        return {"seed": seed, "fill_rate": fill, "cycle_service_level": 0.9, "stockout_hours": hours,
+                "waste_pct": waste, "days_of_cover": 5.0, "total_cost": cost}
+
+    ours = [run(1, 0.98, 100.0, 0.04, 1000.0), run(2, 0.99, 120.0, 0.05, 1100.0)]
+    inc = [run(1, 0.96, 200.0, 0.06, 2000.0), run(2, 0.96, 260.0, 0.07, 2300.0)]
+    pols = {"ours": {"by_seed": ours, "fill_rate": 0.985, "cycle_service_level": 0.9, "stockout_hours": 110.0,
+                     "waste_pct": 0.045, "days_of_cover": 5.0, "total_cost": 1050.0,
+                     "ci95": {"fill_rate": [0.92, 1.0], "stockout_hours": [-17.0, 237.0]}},
+            "incumbent": {"by_seed": inc, "fill_rate": 0.96, "cycle_service_level": 0.9, "stockout_hours": 230.0,
+                          "waste_pct": 0.065, "days_of_cover": 5.0, "total_cost": 2150.0}}
+    rep = {"period": {"start": "2025-01-01", "end": "2025-01-07", "days": 7, "stores": 2, "series": 1200,
+                      "demand": "sampled latent truth"}, "protocol": {"demand_seeds": [1, 2]},
+           "policies": pols, "paired": paired(pols)}
+    lines = summary_lines(rep)
+    assert lines[0].startswith("Replay 2025-01-01..2025-01-07: 7 days, 2 stores, 1,200 store x material series")
+    assert "means over 2 demand seeds, 95% interval in brackets" in lines[0]
+    assert "98.50% (92.00%..100.00%) of product units filled" in lines[1]
+    assert "110 h (-17 h..237 h) stockout hours" in lines[1] and "$1,050 total cost" in lines[1]
+    assert "of product units filled" in lines[2] and "(" not in lines[2].split(";")[0]  # no interval: none given
+    assert lines[3] == "ours against incumbent, seed by seed over 2 seeds (ours - incumbent; ours / incumbent):"
+    hours = next(ln for ln in lines if ln.strip().startswith("stockout hours"))
+    assert hours.startswith("  stockout hours (store x material): -120 h (") and "; x0.481 (" in hours
+    cost = next(ln for ln in lines if ln.strip().startswith("total cost"))
+    assert ": -1,100 $ (" in cost
+
+
+def test_forecasts_kept_in_the_cache_give_the_same_replay(world, tmp_path):
+    engine, schema = open_source(world.db_url)
+    s = world.settings
+    sim = s.planning.simulation.model_copy(update={"forecast_cache": str(tmp_path / "fc"), "seeds": 2})
+    s = s.model_copy(update={"planning": s.planning.model_copy(update={"simulation": sim})})
+    first, again = (run_simulation(s, engine, schema, date(2025, 11, 24), date(2025, 11, 30), ["ours"])
+                    ["policies"]["ours"] for _ in range(2))
+    assert first["forecast_cache"]["hit"] is False and again["forecast_cache"] == {**first["forecast_cache"],
+                                                                                   "hit": True}
+    assert "fit" in first["seconds_detail"] and "fit" not in again["seconds_detail"]  # no model refitted
+    keep = ("fill_rate", "stockout_hours", "waste_pct", "total_cost", "orders")
+    assert [{k: r[k] for k in keep} for r in again["by_seed"]] == [{k: r[k] for k in keep} for r in first["by_seed"]]
+    assert again["calibration"] == first["calibration"] and again["calibration_check"] == first["calibration_check"]
+    assert len(list((tmp_path / "fc").glob("ours-*/*/forecasts.parquet"))) == 7  # one forecast per order day
 
 
 def test_late_and_short_deliveries_hit_every_policy_alike():

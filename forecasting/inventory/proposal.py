@@ -179,6 +179,7 @@ class WindowDemand:
     shelf_cov: np.ndarray  # (M,)
     n_samples: int = 0
     upper: np.ndarray | None = None  # (S, M, K): sorted window totals from rank ceil(n/2)-1 up (~4 kB a line)
+    single: np.ndarray | None = None  # (M,) the material goes into one forecast product only (None: unknown)
     memo: dict = field(default_factory=dict, repr=False, compare=False)  # line statics by (si, mi, level)
 
     def store_index(self, store_id: int) -> int | None:
@@ -287,7 +288,9 @@ def precompute_window_demand(
     if keep_quantiles:
         k0 = max(int(np.ceil(0.5 * n - 1e-9)) - 1, 0)
         upper = np.sort(prot, axis=-1)[..., k0:]
+    single = used.groupby("material_id")["product_id"].nunique().reindex(material_ids).to_numpy() <= 1
     return WindowDemand(
+        single=single,
         order_date=order_date,
         order_time=order_time,
         store_ids=ms.store_ids,
@@ -469,8 +472,11 @@ def line_fields(
         daily = sales / st.shelf_days if sales > 0 else 0.0
         shelf_cap_days = shelf_cap / daily if daily > 0 else 0.0
     room = None if pol.max_stock_units is None else pol.max_stock_units - at_delivery
+    # A perishable sold as one product rounds to the nearest pack: its stockout blocks no other product, so its own
+    # newsvendor S prices it; a shared one (milk) rounds up earlier, as a short pack blocks every drink it goes into.
+    single = pol.basis == "newsvendor" and wd.single is not None and bool(wd.single[mi])
     decision = decide_quantity(
-        S, ip, pack, config.rounding_threshold,
+        S, ip, pack, config.rounding_threshold_single if single else config.rounding_threshold,
         moq_packs=pol.moq_packs, shelf_cap_units=shelf_cap, shelf_cap_days=shelf_cap_days, room_units=room,
         # Rounding guard: shelf-stable lines never round below S (an extra pack only costs holding), perishables
         # never below the median need (the threshold still saves a partial pack that might expire).
