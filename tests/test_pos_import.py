@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import date, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -65,6 +66,12 @@ def _query(url: str, fn):
             return fn(conn, schema)
     finally:
         engine.dispose()
+
+
+def _commit(conn, fn, s):
+    out = fn(conn, s)
+    conn.commit()
+    return out
 
 
 def _totals(url: str) -> dict[str, float]:
@@ -216,8 +223,19 @@ def test_refuses_second_import_and_replace_is_atomic(tmp_path, sqlite_url, head)
     with pytest.raises(DataError, match=r"date_format .* parses no value .*\(line 2: .not a date.\)"):
         _run(broken, sqlite_url, replace=True)
     _check_totals(sqlite_url, head.head(1000))  # the failed replace left the history untouched
+
+    def states(conn, s):
+        return conn.execute(select(func.count()).select_from(s["proposal_states"])).scalar_one()
+
+    def approve(conn, s):  # a planner's decision on the old history
+        conn.execute(s["proposal_states"].insert().values(proposal_date=date(2023, 1, 2), store_id=1,
+                                                          status="approved", updated_at=datetime(2023, 1, 1)))
+        return states(conn, s)
+
+    assert _query(sqlite_url, lambda conn, s: _commit(conn, approve, s)) == 1
     _run(_write_csv(head.head(2000), tmp_path / "b.csv.gz"), sqlite_url, replace=True)
     _check_totals(sqlite_url, head.head(2000))
+    assert _query(sqlite_url, states) == 0  # cleared with the history it was planned on
 
 
 def test_without_transaction_ids_and_with_text_ids(tmp_path, sqlite_url, head):

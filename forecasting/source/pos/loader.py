@@ -22,7 +22,7 @@ from forecasting.source.pos.keys import KEY_TABLE, KeyMap, key_table
 from forecasting.source.pos.mapping import PosMapping, load_mapping
 from forecasting.source.pos.reader import read_log, validate
 from forecasting.source.pos.tables import build_tables
-from forecasting.source.schema import HISTORY_TABLES, SourceSchema
+from forecasting.source.schema import HISTORY_TABLES, PLAN_TABLES, SourceSchema
 
 CHUNK_ROWS = 20_000
 INSERT_ORDER = ["suppliers", "materials", "stores", "products", "bom", "orders", "order_items", "meta", KEY_TABLE]
@@ -141,7 +141,8 @@ def existing_history(engine: Engine, schema: SourceSchema) -> dict[str, int]:
 def write_tables(engine: Engine, schema: SourceSchema, tables: dict[str, pd.DataFrame], replace: bool) -> None:
     """Insert all rows in one transaction; refuse an existing history unless ``replace`` (then clear it first).
 
-    The key map (``source_keys``) is not history: a replace keeps it, so re-imported keys keep their ids."""
+    The key map (``source_keys``) is not history: a replace keeps it, so re-imported keys keep their ids; the
+    planners' tables (``PLAN_TABLES``) are cleared with the history they were planned on, as ``seed --replace`` does."""
     key_table(schema)
     held = existing_history(engine, schema)
     if held and not replace:  # before init_db, which would add the key table to an old source
@@ -151,8 +152,8 @@ def write_tables(engine: Engine, schema: SourceSchema, tables: dict[str, pd.Data
         held = _held(conn, schema)
         if held and not replace:
             raise _refuse_history(engine, held)
-        if replace:
-            for logical in HISTORY_TABLES:
+        if replace:  # the old history's proposals and planners' decisions go with it (its stores, dates)
+            for logical in (*PLAN_TABLES, *HISTORY_TABLES):
                 conn.execute(schema[logical].delete())
         for logical in INSERT_ORDER:
             df = tables.get(logical)
