@@ -92,6 +92,11 @@ def api_demo(order_date: date) -> None:
         print(f"POST /replenishment/batch -> {len(batch['stores'])} stores; POST /forecast -> "
               f"{len(fc['products'])} products x 3 days; model version {one['model_version']}, "
               f"data date {one['data_date']}")
+        bake = _post(url, "/bake-plan", {"store_id": 1, "date": (order_date).isoformat()})
+        print(f"POST /bake-plan -> store 1 on {bake['date']}: {bake['pieces']:,} pieces of ready food over "
+              f"{len(bake['release_times'])} releases ({', '.join(bake['release_times'])}), expected waste "
+              f"{bake['expected_waste_pcs']:.0f} pc (${bake['waste_usd']:,.2f}), expected lost sales "
+              f"{bake['expected_lost_pcs']:.0f} pc (${bake['lost_margin_usd']:,.2f} of margin)")
         lines = [ln for ln in one["lines"] if ln["qty_packs"] > 0]
         print(f"\nStore 1, order date {one['order_date']}: {len(lines)} of {len(one['lines'])} materials to order; "
               "lines to review (!) first:")
