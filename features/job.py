@@ -206,7 +206,7 @@ def local_span(first, last, stores: pd.DataFrame, default_tz: str) -> tuple[date
     last local day was never built. The earliest date over the zones opens the window and the latest closes it
     (a chain across zones gets every store's whole days; a store without a zone uses ``default_tz``).
     """
-    zones = sorted({str(z) for z in stores.get("timezone", pd.Series(dtype=str)).dropna()}) or [default_tz]
+    zones = sorted(set(stores["timezone"].astype(str))) or [default_tz]  # read_stores fills a missing zone
     firsts = [local_dates(pd.Series([first]), z).iloc[0].date() for z in zones]
     lasts = [local_dates(pd.Series([last]), z).iloc[0].date() for z in zones]
     return min(firsts), max(lasts)

@@ -294,8 +294,9 @@ class BakeRelease(BaseModel):
 
     time: str = doc("Store-local release time (HH:MM): the pieces go out then.", "10:30")
     start_by: str = doc("When thawing or baking must start (HH:MM), planning.bake.lead_minutes before.", "10:00")
-    covers_until: str = doc("End of the demand this release covers (HH:MM): the next release, closing or the "
-                            "pieces' end of shelf life, whichever comes first.", "14:00")
+    covers_until: str = doc("End of the demand this release covers (HH:MM): when its pieces go stale or closing, "
+                            "whichever comes first (planning.bake.cover: next_release also stops at the next "
+                            "release).", "14:00")
     pieces: int = doc("Whole pieces to put out (thaw or bake).", 6)
     shelf_target_pcs: int = doc("Fresh pieces the shelf should hold right after the release: when the shelf holds "
                                 "more or fewer than expected, put out this minus what is there.", 8)

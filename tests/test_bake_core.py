@@ -20,11 +20,12 @@ def item(price: float = 3.75, cost: float = 1.10, shelf: float = 8.0, scale: flo
 
 
 def one(it: BakeItem, **kw):
+    kw.setdefault("cover", "next_release")
     return plan_day([it], RELEASES, OPEN, CLOSE, sell_down=kw.pop("sell_down", None), seed=3, **kw).items[0]
 
 
 def test_whole_pieces_and_no_release_after_closing():
-    plan = plan_day([item()], [6.0, 10.5, 14.0, 19.0, 21.5], OPEN, CLOSE, seed=1)
+    plan = plan_day([item()], [6.0, 10.5, 14.0, 19.0, 21.5], OPEN, CLOSE, seed=1, cover="next_release")
     assert plan.release_times == RELEASES and plan.dropped_times == [19.0, 21.5]
     rel = plan.items[0].releases
     assert [r.time for r in rel] == RELEASES
@@ -88,9 +89,9 @@ def test_sell_down_is_offered_only_when_it_pays_and_names_its_numbers():
 def test_seeded_and_fast():
     items = [item(item_id=i, scale=0.5 + i % 4, shelf=4.0 + i % 3 * 4, price=3 + i % 5) for i in range(30)]
     t0 = time.perf_counter()
-    a = plan_day(items, RELEASES, OPEN, CLOSE, sell_down=SellDownSettings(), seed=9)
+    a = plan_day(items, RELEASES, OPEN, CLOSE, sell_down=SellDownSettings(), seed=9, cover="next_release")
     took = time.perf_counter() - t0
-    b = plan_day(items, RELEASES, OPEN, CLOSE, sell_down=SellDownSettings(), seed=9)
+    b = plan_day(items, RELEASES, OPEN, CLOSE, sell_down=SellDownSettings(), seed=9, cover="next_release")
     assert a == b
     assert took < 1.0, took
 

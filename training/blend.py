@@ -91,21 +91,6 @@ def window_tables(rows: pd.DataFrame, models: list[str], lengths: list[int] | tu
     return {d: window_table(rows, models, d) for d in sorted(set(lengths)) if d <= top}
 
 
-def _rule(loss: pd.Series, bias: pd.Series, tolerance: float, power: float, max_bias: float) -> dict[str, float]:
-    ok = loss.dropna()
-    ok = ok[np.isfinite(ok)]
-    if ok.empty:
-        return {}
-    b = bias.reindex(ok.index).abs()
-    guard = ok[b <= b.min() + max_bias]  # a level every candidate missed (a holiday lull) does not exclude them all
-    best = float(guard.min())
-    if best <= 0:
-        return {str(guard.idxmin()): 1.0}
-    keep = guard[guard <= best * (1 + tolerance)]
-    raw = keep.astype(float) ** -power
-    return {str(k): float(v) for k, v in (raw / raw.sum()).items()}
-
-
 def _guarded(loss: pd.Series, bias: pd.Series, max_bias: float) -> pd.Series:
     """Finite losses of the candidates the bias guard keeps (a level every candidate missed excludes none)."""
     ok = loss.dropna()
@@ -114,6 +99,18 @@ def _guarded(loss: pd.Series, bias: pd.Series, max_bias: float) -> pd.Series:
         return ok
     b = bias.reindex(ok.index).abs()
     return ok[b <= b.min() + max_bias]
+
+
+def _rule(loss: pd.Series, bias: pd.Series, tolerance: float, power: float, max_bias: float) -> dict[str, float]:
+    guard = _guarded(loss, bias, max_bias)
+    if guard.empty:
+        return {}
+    best = float(guard.min())
+    if best <= 0:
+        return {str(guard.idxmin()): 1.0}
+    keep = guard[guard <= best * (1 + tolerance)]
+    raw = keep.astype(float) ** -power
+    return {str(k): float(v) for k, v in (raw / raw.sum()).items()}
 
 
 def _greedy(tables: dict[int, pd.DataFrame], loss: pd.Series, bias: pd.Series, levels: list[float], steps: int,

@@ -5,9 +5,10 @@ until it goes stale (its hours of shelf life after thaw or bake) or the store cl
 earlier release cover part of the next release's demand. Demand paths per item are drawn once (seeded, common to
 every decision): a gamma day-level multiplier (the negative binomial's dispersion) times Poisson demand per time
 slot from the hourly means, so any hourly model (shares of a daily forecast today, an hour-level model later) plugs
-in as hourly means plus a dispersion. Each release is a newsvendor on the demand until the next release (or closing,
-or the pieces' expiry, whichever comes first) net of the fresh pieces left from earlier releases, at the critical
-ratio margin / price (a piece short loses its margin; a piece that expires loses its cost). Pure functions: no I/O.
+in as hourly means plus a dispersion. Each release is a newsvendor on the demand until its pieces go stale (or,
+with ``cover='next_release'``, until the next release; closing ends both) net of the fresh pieces left from earlier
+releases, at the critical ratio margin / price (a piece short loses its margin; a piece that expires loses its
+cost). Pure functions: no I/O.
 """
 
 from __future__ import annotations
@@ -153,11 +154,12 @@ def simulate_demand(means: np.ndarray, dispersion: np.ndarray, n: int, seed: int
 
 def plan_day(items: list[BakeItem], release_times: list[float], open_hour: float, close_hour: float,
              lead_hours: float = 0.5, sell_down: SellDownSettings | None = None, n_samples: int = 1000,
-             seed: int = 0, slot_minutes: int = 15, cover: str = "next_release") -> BakePlan:
+             seed: int = 0, slot_minutes: int = 15, cover: str = "shelf_life") -> BakePlan:
     """The day's plan for every item: whole pieces per release, expected sales, waste and lost sales, reasons.
 
-    ``cover``: the demand each release's newsvendor covers: until the next release (``next_release``) or until its
-    pieces go stale (``shelf_life``, pooling slow items' demand over more hours); either ends at closing."""
+    ``cover``: the demand each release's newsvendor covers: until its pieces go stale (``shelf_life``, the
+    default of ``planning.bake.cover``: what they can still sell, pooling slow items' demand) or only until the next
+    release (``next_release``); either ends at closing."""
     if cover not in ("next_release", "shelf_life"):
         raise ValueError(f"cover {cover!r}: next_release or shelf_life")
     if close_hour <= open_hour:
