@@ -44,6 +44,10 @@ def simulate_world(
     tables.update(inventory_tables(world, ma, sim))
     tables.update(truth_tables(world, mu, latent.sum(-1)))
     tables["meta"] = meta_table(world)
+    if world.rz is not None:  # the realistic scenario's temperature and its forecast (absent in the default)
+        from generator.realism import weather_daily_table
+
+        tables["weather_daily"] = weather_daily_table(world)
 
     lat_day = latent.sum(-1)
     sold_day = sim.sold.sum(-1)

@@ -268,6 +268,78 @@ class CampaignEvent(_Strict):
     lift: float = Field(1.5, gt=0)
 
 
+# --- the realistic scenario's effects (issue #16): all off unless a scenario sets ``realism`` ---------------------
+
+
+class ArchetypeSpec(_Strict):
+    """A store type's own week and day: office districts empty at weekends and peak at lunch, a station store has
+    the morning commute, a residential one a flatter week with a weekend brunch."""
+
+    weekday_factors: list[float] = Field(min_length=7, max_length=7)  # Mon..Sun, relative (normalised chain-wide)
+    hourly_weekday: dict[int, float]
+    hourly_weekend: dict[int, float]
+    year_end_factor: float = Field(gt=0, le=1)  # Dec 26-31 (replaces the catalog's chain-wide year_end_week)
+    ny_holiday_factor: float = Field(1.0, gt=0, le=1)  # New York-only holidays (Lincoln's Birthday, Election Day)
+
+
+class TemperatureSpec(_Strict):
+    """Daily mean temperature: seasonal cosine + AR(1) anomaly; a forecast of it with error, known in advance."""
+
+    mean_c: float
+    amplitude_c: float = Field(gt=0)
+    coldest_doy: int = Field(20, ge=0, le=365)
+    ar1: float = Field(ge=0, lt=1)
+    anomaly_sd_c: float = Field(ge=0)  # stationary sd of the anomaly
+    forecast_sd_c: float = Field(ge=0)  # day-ahead forecast error sd
+    forecast_sd_growth_c: float = Field(0.0, ge=0)  # extra error sd per day of lead beyond one
+    forecast_days: int = Field(7, ge=1, le=28)  # forecast rows past the history end (issued on the last day)
+    response: float = Field(1.0, ge=0)  # weight of the anomaly in the iced / hot mix, relative to the season's
+
+
+class CouponPushSpec(_Strict):
+    """Everyday app coupons that move demand: on push days a category's coupon goes out deeper and wider."""
+
+    rate: float = Field(ge=0, lt=1)  # share of category x days with a push
+    lift: float = Field(ge=1)  # demand factor of the category on a push day (mean over days kept at 1)
+    redeem_rate: float = Field(ge=0, le=1)  # share of the category's lines with a coupon on a push day
+
+
+class CampaignEffectsSpec(_Strict):
+    cannibalisation: float = Field(ge=0, le=1)  # share of a campaign's extra units taken from like products
+    max_like_loss: float = Field(0.5, ge=0, lt=1)  # cap on a like product's loss
+    post_dip: float = Field(ge=0, lt=1)  # the product's demand drop the day after the campaign ...
+    post_dip_days: float = Field(gt=0)  # ... decaying with this e-folding time
+
+
+class NoiseSpec(_Strict):
+    """Daily counts: Poisson around a lognormal (not gamma) rate; sd_log 0.283 matches the NB(k=12) variance."""
+
+    family: Literal["lognormal_poisson"] = "lognormal_poisson"
+    sd_log: float = Field(gt=0, le=2)
+
+
+class RealismSpec(_Strict):
+    archetypes: dict[str, ArchetypeSpec]
+    store_archetype: dict[int, str]  # store id -> archetype; cloned / unlisted stores cycle through default_cycle
+    default_cycle: list[str] = Field(default_factory=list)
+    store_day_sd: float = Field(ge=0, le=1)  # lognormal sd of a store-day shock shared by all its products
+    temperature: TemperatureSpec
+    coupons: CouponPushSpec
+    campaigns: CampaignEffectsSpec
+    substitution_share: float = Field(ge=0, le=1)  # share of units lost to a stockout bought as a like item
+    noise: NoiseSpec
+
+    @model_validator(mode="after")
+    def _known(self) -> RealismSpec:
+        for sid, a in self.store_archetype.items():
+            if a not in self.archetypes:
+                raise ValueError(f"store_archetype: store {sid}: unknown archetype {a!r}")
+        for a in self.default_cycle:
+            if a not in self.archetypes:
+                raise ValueError(f"default_cycle: unknown archetype {a!r}")
+        return self
+
+
 Event = Annotated[
     ClosureEvent | WeatherEvent | NewStoreEvent | LaunchEvent | ProductDatesEvent | CampaignEvent,
     Field(discriminator="type"),
@@ -285,9 +357,13 @@ class Scenario(_Strict):
     events: list[Event] = Field(default_factory=list)
     random_weather: bool = True
     random_campaigns: bool = True
+    realism: RealismSpec | None = None  # the realistic effects (configs/scenarios/realistic.yaml); None = off
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+        body = self.model_dump(mode="json")
+        if body.get("realism") is None:
+            body.pop("realism", None)  # scenarios without it keep the hash they had before the field existed
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:

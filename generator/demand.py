@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from generator import realism
 from generator.world import World
 
 
@@ -25,10 +26,13 @@ def expected_units(w: World) -> np.ndarray:
     age = w.store_age.astype(float)
     ramp = 1 - (1 - d.ramp_start) * np.exp(-np.clip(age, 0, None) / d.ramp_days)
     base = np.array([s.base_units for s in w.stores]) * d.scale
-    wdf = np.array(d.weekday_factors)[w.dow]
-    level = base[:, None] * ramp * wdf[None, :] * w.day_factor[None, :] * w.store_open  # (S, D)
+    if w.rz is None:
+        wdf = np.array(d.weekday_factors)[w.dow][None, :]
+    else:  # store archetypes: own weekday shape, year-end and NY-holiday factors (generator.realism)
+        wdf = w.rz.store_factor
+    level = base[:, None] * ramp * wdf * w.day_factor[None, :] * w.store_open  # (S, D)
 
-    cold = coldness(w)
+    cold = coldness(w) if w.rz is None else realism.coldness(w)
     pop = np.array([p.popularity for p in w.products])
     is_drink = np.array([p.is_drink for p in w.products])
     iced = np.array([bool(p.is_iced) for p in w.products])
@@ -52,18 +56,24 @@ def expected_units(w: World) -> np.ndarray:
     for c in w.campaigns:
         i0, i1 = w.day_index(c["start"]), w.day_index(c["end"])
         boost[c["product_id"] - 1, max(0, i0): max(0, i1 + 1)] *= c["lift"]
+    if w.rz is not None:
+        boost = realism.campaign_effects(w, share, boost) * realism.coupon_factor(w)
 
     taste = np.exp(rng.normal(-d.store_product_sd**2 / 2, d.store_product_sd, size=(w.S, w.P)))
     return level[:, None, :] * (share * boost)[None, :, :] * taste[:, :, None]
 
 
 def sample_hourly(w: World, mu: np.ndarray) -> np.ndarray:
-    """Latent unit counts (S, P, D_hist, H): negative binomial per day, multinomial over the hourly profile."""
+    """Latent unit counts (S, P, D_hist, H): negative binomial per day (lognormal-Poisson with store-day shocks in
+    the realistic scenario), multinomial over the hourly profile."""
     k = w.catalog.demand.nb_dispersion
     rng = np.random.default_rng([w.seed, 3])
     m = mu[:, :, : w.n_hist]
-    lam = m * rng.gamma(k, 1.0 / k, size=m.shape)
-    daily = rng.poisson(lam)
+    if w.rz is None:
+        lam = m * rng.gamma(k, 1.0 / k, size=m.shape)
+        daily = rng.poisson(lam)
+    else:  # store-day shocks x lognormal-Poisson counts (generator.realism); the hourly split below is the same
+        daily = realism.sample_daily(w, mu)
     share = w.hour_share[:, : w.n_hist, :]  # (S, D, H)
     share = np.where(share.sum(-1, keepdims=True) > 0, share, 1.0 / w.H)
     pvals = np.broadcast_to(share[:, None, :, :], daily.shape + (w.H,))

@@ -48,6 +48,26 @@ def material_arrays(w: World) -> MaterialArrays:
     )
 
 
+def _substitute(units: np.ndarray, s_units: np.ndarray, total: np.ndarray, bom: np.ndarray, uses: np.ndarray,
+                onehot: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """Sold units (S, P) after a share of the units lost to a stockout switched to the like item, as far as its own
+    materials (after this hour's first sales) allow. Why: a customer whose latte is out often takes the oat latte,
+    so a stockout moves sales rather than only losing them (realised demand, the truth, stays the first choice)."""
+    lost = units - s_units
+    if not lost.any():
+        return s_units
+    moved = rng.binomial(lost, share)
+    extra = np.rint(moved @ onehot).astype(np.int32)  # (S, P) extra demand on the substitutes
+    if not extra.any():
+        return s_units
+    left = np.maximum(total - s_units @ bom, 0.0)
+    need = extra @ bom
+    frac = np.ones_like(need)
+    np.divide(left, need, out=frac, where=need > 1e-12)
+    g = np.where(uses[None, :, :], np.clip(frac, 0.0, 1.0)[:, None, :], 1.0).min(axis=2)
+    return s_units + np.floor(extra * g + 1e-9).astype(np.int32)
+
+
 @dataclass
 class SimResult:
     sold: np.ndarray  # (S, P, D_hist, H) units sold (censored)
@@ -93,6 +113,16 @@ def simulate(w: World, mu: np.ndarray, latent: np.ndarray, progress=None) -> Sim
     m_idx = np.arange(M)
     safety = np.where(ma.perishable, inv.safety_factor, inv.safety_factor_shelf_stable)
     qpu = np.where(uses.any(0), bom.sum(0) / np.maximum(uses.sum(0), 1), 1.0)  # typical qty per product unit
+    sub_onehot = sub_rng = None
+    sub_share = 0.0
+    if w.rz is not None and w.rz.spec.substitution_share > 0:  # realistic scenario: part of lost demand switches
+        from generator.realism import substitution_rng
+
+        sub_share = w.rz.spec.substitution_share
+        sub_rng = substitution_rng(w)
+        has = w.rz.substitute >= 0
+        sub_onehot = np.zeros((P, P))  # row: first choice, column: its like item
+        sub_onehot[np.nonzero(has)[0], w.rz.substitute[has]] = 1.0
 
     def place(d_order: int, s_idx: np.ndarray, m_sel: np.ndarray, qty: np.ndarray, lead: np.ndarray,
               reliable: bool = False) -> None:
@@ -135,6 +165,9 @@ def simulate(w: World, mu: np.ndarray, latent: np.ndarray, progress=None) -> Sim
                 if frac.min() < 1.0:
                     g = np.where(uses[None, :, :], frac[:, None, :], 1.0).min(axis=2)
                     s_units = np.floor(units * g + 1e-9).astype(np.int32)
+                    if sub_onehot is not None:
+                        on_menu = sub_onehot * w.prod_active[:, d][None, :]  # only to a like item on the menu today
+                        s_units = _substitute(units, s_units, total, bom, uses, on_menu, sub_share, sub_rng)
                 else:
                     s_units = units
                 sold[:, :, d, h] = s_units

@@ -176,6 +176,18 @@ def catalog_digest(w: World) -> str:
     return hashlib.sha256(json.dumps(w.catalog.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _realism_meta(w: World) -> dict[str, str]:
+    """The realistic scenario's noise is not negative binomial: the alpha of an NB with the same variance (store-day
+    shock x lognormal mixture), named as such, and each store's archetype."""
+    from generator.realism import truth_alpha
+
+    return {
+        "truth_nb_alpha": repr(truth_alpha(w)),
+        "truth_family": f"{w.rz.spec.noise.family} x store-day lognormal shock (nb alpha = variance match)",
+        "store_archetypes": json.dumps({str(s.id): a for s, a in zip(w.stores, w.rz.archetype, strict=True)}),
+    }
+
+
 def meta_table(w: World, extra: dict[str, str] | None = None) -> Columns:
     meta = {
         "generator_version": GENERATOR_VERSION,
@@ -189,6 +201,7 @@ def meta_table(w: World, extra: dict[str, str] | None = None) -> Columns:
         "incumbent_model_version": w.catalog.inventory.model_version,
         # NB alpha (1/k) of the daily noise around expected_qty: the oracle's true distribution in evaluation
         "truth_nb_alpha": repr(1.0 / w.catalog.demand.nb_dispersion),
+        **(_realism_meta(w) if w.rz is not None else {}),
         **(extra or {}),
     }
     return {"key": _obj(meta), "value": _obj(meta.values())}

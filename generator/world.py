@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
@@ -57,6 +58,7 @@ class World:
     weather: list[tuple[dt.date, str, float]]
     campaigns: list[dict] = field(default_factory=list)
     utc_offset_s: np.ndarray | None = None  # (D, H) seconds to add to local time to get UTC
+    rz: Any = None  # generator.realism.RealWorld when the scenario sets ``realism``; None = the default history
 
     @property
     def S(self) -> int:
@@ -258,6 +260,11 @@ def build_world(cat: Catalog, sc: Scenario, seed: int, pad_days: int = 21) -> Wo
     )
     w.campaigns = _campaigns(w, rng)
     w.utc_offset_s = _utc_offsets(cat.timezone, dates, hours)
+    if sc.realism is not None:  # after the campaigns: the default draws above are the same with or without it
+        from generator import realism
+
+        w.rz = realism.build(w)
+        w.hour_share = w.rz.hour_share
     return w
 
 

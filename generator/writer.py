@@ -21,9 +21,9 @@ from forecasting.source.schema import HISTORY_TABLES, PLAN_TABLES, SourceSchema
 
 CHUNK = 50_000
 WRITE_ORDER = [
-    "meta", "stores", "suppliers", "materials", "products", "bom", "weather_events", "coupon_templates", "users",
-    "orders", "order_items", "coupon_redemptions", "demand_truth", "demand_truth_hourly", "inventory_snapshots",
-    "replenishment_orders", "replenishment_forecasts",
+    "meta", "stores", "suppliers", "materials", "products", "bom", "weather_events", "weather_daily",
+    "coupon_templates", "users", "orders", "order_items", "coupon_redemptions", "demand_truth", "demand_truth_hourly",
+    "inventory_snapshots", "replenishment_orders", "replenishment_forecasts",
 ]
 Progress = Callable[[str, int, int], None]
 

@@ -39,6 +39,7 @@ DEFAULT_TABLES: dict[str, str] = {
     "coupon_templates": "t_coupon_template",
     "coupon_redemptions": "t_coupon_redemption",
     "weather_events": "t_weather_event",
+    "weather_daily": "t_weather_daily",
     "suppliers": "t_supplier",
     "materials": "t_material",
     "bom": "t_bom",
@@ -64,7 +65,7 @@ PLAN_TABLES = ("proposals", *LIFECYCLE_TABLES)
 
 # Tables that hold a generated history (cleared together by ``seed --replace``); ground truth included.
 HISTORY_TABLES = [
-    "order_items", "coupon_redemptions", "orders", "coupon_templates", "users", "weather_events",
+    "order_items", "coupon_redemptions", "orders", "coupon_templates", "users", "weather_events", "weather_daily",
     "inventory_snapshots", "replenishment_orders", "replenishment_forecasts", "demand_truth",
     "demand_truth_hourly", "bom", "materials", "suppliers", "products", "stores", "meta",
 ]
@@ -182,6 +183,16 @@ def build_schema(mapping: dict[str, str] | None = None) -> SourceSchema:
         Column("event_date", Date, primary_key=True),
         Column("kind", String(32), nullable=False),
         Column("demand_factor", Double, nullable=False),
+    )
+    # Daily mean temperature (degrees C) and the forecast of it issued on forecast_issued_on (the day before for
+    # history days; the history's last day for the days after it, where temp_c is NULL). Written by the realistic
+    # scenario only; empty otherwise, and readers must tolerate its absence (an older source).
+    t["weather_daily"] = table(
+        "weather_daily",
+        Column("weather_date", Date, primary_key=True),
+        Column("temp_c", Double),
+        Column("temp_forecast_c", Double, nullable=False),
+        Column("forecast_issued_on", Date, nullable=False),
     )
     t["suppliers"] = table(
         "suppliers",
