@@ -297,7 +297,7 @@ class TemperatureSpec(_Strict):
 
 
 class CouponPushSpec(_Strict):
-    """Everyday app coupons that move demand: on push days a category's coupon goes out deeper and wider."""
+    """Everyday app coupons that move demand: on push days a category's coupons go out to more users."""
 
     rate: float = Field(ge=0, lt=1)  # share of category x days with a push
     lift: float = Field(ge=1)  # demand factor of the category on a push day (mean over days kept at 1)

@@ -116,15 +116,15 @@ def build_orders(w: World, sold: np.ndarray) -> dict[str, Columns]:
     camp_hit = (ctid > 0) & (u < w.catalog.demand.campaigns.redeem_rate)
     if w.rz is None:
         rate = cs.redeem_rate
-    else:  # everyday coupon push days: wider (and, below, deeper) coupons; other days a little fewer, same mean
+    else:  # everyday coupon push days: more lines carry a coupon; other days a few less, so the mean (and the
+        # report's AOV) holds: q = the pushed share of lines (push days also sell more)
         cp = w.rz.spec.coupons
         pushed = w.rz.push[l_prod, l_day]
-        off = max(0.0, (cs.redeem_rate - cp.rate * cp.redeem_rate) / (1 - cp.rate))
+        q = cp.rate * cp.lift / (1 + cp.rate * (cp.lift - 1))
+        off = max(0.0, (cs.redeem_rate - q * cp.redeem_rate) / (1 - q))
         rate = np.where(pushed, cp.redeem_rate, off)
     gen_hit = ~camp_hit & (rng.random(len(l_prod)) < rate)
     gen_tid = 1 + cat_of[l_prod] * len(pcts) + rng.integers(0, len(pcts), size=len(l_prod))
-    if w.rz is not None:
-        gen_tid = np.where(pushed, 1 + cat_of[l_prod] * len(pcts) + len(pcts) - 1, gen_tid)  # the deepest one
     gen_tid = np.minimum(gen_tid, n_generic)
     tid = np.where(camp_hit, ctid, np.where(gen_hit, gen_tid, 0))
     pct_by_tid = np.concatenate([[0.0], np.array(t_rows["discount_pct"])])

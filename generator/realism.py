@@ -218,6 +218,6 @@ def weather_daily_table(w) -> dict[str, np.ndarray]:
     lead = np.where(idx < w.n_hist, 1, idx - (w.n_hist - 1))
     sd = t.forecast_sd_c + t.forecast_sd_growth_c * (lead - 1)
     fc = np.round(w.rz.temp_c[:n] + sd * w.rz.fc_err[:n], 1)
-    issued = w.days[idx - lead]
+    issued = w.days[:n] - lead.astype("timedelta64[D]")  # the first day's forecast: the day before the history
     actual = np.where(idx < w.n_hist, np.round(w.rz.temp_c[:n], 1), np.nan)
     return {"weather_date": w.days[:n], "temp_c": actual, "temp_forecast_c": fc, "forecast_issued_on": issued}
