@@ -31,7 +31,8 @@ def seed(
     seed_: int = typer.Option(None, "--seed", metavar="N", help="Random seed, a whole number (default: "
                               "generator.seed in configs/, 42); the same seed gives the same history."),
     scenario: str = typer.Option(None, "--scenario", metavar="FILE",
-                                 help="Scenario YAML (default: configs/scenarios/default.yaml)."),
+                                 help="Scenario YAML (default: configs/scenarios/default.yaml; "
+                                 "configs/scenarios/realistic.yaml: the harder, more realistic demand)."),
     replace: bool = typer.Option(False, "--replace", help="Overwrite an existing history and the proposals planned "
                                  "on it (in the same transaction)."),
     config: str = CONFIG,
