@@ -175,7 +175,7 @@ def campaign_effects(w, share: np.ndarray, boost: np.ndarray) -> np.ndarray:
         pool = (share[like, i0:i1]).sum(0)
         loss = np.divide(ce.cannibalisation * extra, pool, out=np.zeros_like(pool), where=pool > 0)
         out[like, i0:i1] *= 1 - np.minimum(loss, ce.max_like_loss)[None, :]
-        since = day - i1
+        since = day - (w.day_index(c["end"]) + 1)  # days since it ended (a campaign before the history: decayed)
         out[p] *= np.where(since >= 0, 1 - ce.post_dip * np.exp(-since / ce.post_dip_days), 1.0)
     return out
 

@@ -197,3 +197,12 @@ def test_realistic_seed_writes_the_weather_table_and_default_leaves_it_empty(tmp
             meta = dict(conn.execute(select(schema["meta"].c.key, schema["meta"].c.value)).all())
         assert len(df) == rows
         assert ("truth_family" in meta) == (rows > 0)
+
+
+def test_selected_by_configuration():
+    from forecasting.config import load_settings
+
+    s = load_settings(environ={"REPLENISH__GENERATOR__SCENARIO": REALISTIC})
+    sc = load_scenario(s.generator.scenario)
+    assert sc.name == "realistic" and sc.realism is not None
+    assert sc.digest() != load_scenario("configs/scenarios/default.yaml").digest()  # seed --if-missing: not the same
