@@ -200,8 +200,11 @@ class HourShare(BaseModel):
     """One local hour of a forecast day."""
 
     hour: int = doc("Store-local hour of the day, 0-23.", 8)
-    share: float = doc("Share of the day's units sold in this hour (recent same weekdays), 0-1.", 0.14)
+    share: float = doc("Share of the day's units expected in this hour, 0-1: the store x product x weekday shape of "
+                       "recent weeks, shrunk towards the store's and the product's shapes.", 0.14)
     mean: float = doc("Expected units sold in this hour (the day's mean times the share).", 2.6)
+    quantiles: dict[str, float] = doc("Units by quantile for this hour (whole units; the day's dispersion).",
+                                      {"0.5": 2.0, "0.9": 5.0}, default_factory=dict)
 
 
 class DayForecast(BaseModel):
