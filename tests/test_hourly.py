@@ -119,7 +119,7 @@ def test_hourly_backtest_scores_learned_shares_against_the_truth():
     preds = fut.groupby(["store_id", "product_id", "date"], as_index=False)["qty"].sum()
     preds = preds.rename(columns={"date": "ds"}).assign(
         ds=lambda d: pd.to_datetime(d["ds"]), cutoff=cutoff, final=2.0, final_alpha_served=0.01, censored=False,
-        oracle_mean=2.0)
+        oracle=2.0)  # the backtest's rows carry the truth's expected demand as ``oracle``
     truth_hourly = pd.DataFrame([(s, d, int(h), float(_shape(9 if s == 1 else 13)[h]))
                                  for s in (1, 2) for d in fut["date"].unique() for h in OPEN],
                                 columns=["store_id", "date", "local_hour", "share"])

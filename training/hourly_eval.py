@@ -72,9 +72,11 @@ def origin_rows(preds: pd.DataFrame, panel: pd.DataFrame, cutoff: pd.Timestamp, 
     learned: HourlyShares = fit_hourly_shares(hist, cfg.holdout_days)
     raw = raw_shares(hist)
     alpha_col = "final_alpha_served" if "final_alpha_served" in preds else "final_alpha"
-    cols = ["store_id", "product_id", "ds", "final", alpha_col] + (["oracle_mean"] if "oracle_mean" in preds else [])
+    truth_col = "oracle_mean" if "oracle_mean" in preds else "oracle" if "oracle" in preds else None
+    cols = ["store_id", "product_id", "ds", "final", alpha_col] + ([truth_col] if truth_col else [])
     day = preds.loc[(preds["cutoff"] == cutoff) & ~preds["censored"].astype(bool), cols]
-    day = day.rename(columns={alpha_col: "alpha"}).assign(final_day=lambda d: d["final"])
+    day = day.rename(columns={alpha_col: "alpha", **({truth_col: "oracle_mean"} if truth_col else {})})
+    day = day.assign(final_day=lambda d: d["final"])
     out = learned.split(day, "final")
     dows = out["ds"].dt.dayofweek.to_numpy()
     raw_tab = raw.share_table(out["store_id"].to_numpy(), out["product_id"].to_numpy(), dows)
