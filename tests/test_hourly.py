@@ -105,6 +105,13 @@ def test_split_and_hour_quantiles():
     q = hourly_quantiles(hours["mean"].to_numpy(), 0.1, [0.5, 0.9])
     assert (q[0.9] >= q[0.5]).all() and (q[0.9] > q[0.5]).any()
     assert np.all(q[0.5] == np.floor(q[0.5]))  # whole units
+    # the fast CDF search is scipy's ppf exactly, small hours and large ones (beyond its table) alike
+    from forecasting.uncertainty import nb_quantile
+
+    mu = np.array([0.0, 0.05, 0.7, 3.2, 15.0, 90.0, 400.0])
+    al = np.array([0.01, 0.3, 0.1, 0.5, 0.05, 0.2, 0.02])
+    for qq, v in hourly_quantiles(mu, al, [0.5, 0.9, 0.99]).items():
+        np.testing.assert_array_equal(v, nb_quantile(mu, al, qq))
 
 
 def test_hourly_backtest_scores_learned_shares_against_the_truth():
