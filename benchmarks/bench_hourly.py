@@ -1,5 +1,5 @@
-"""Benchmark the hour-level model (``forecasting.hourly``): fit time, split time, and how close its shapes come to
-the generator's true hourly profile, against the raw shares ``/forecast`` served before.
+"""Benchmark the hour-level model (``forecasting.inventory.hourly_demand``): fit time, split time, and how close
+its shapes come to the generator's true hourly profile, against the raw shares ``/forecast`` served before.
 
 Uses a generated history's feature store and source (``--features``, ``--db``; default: the project's data/).
 For each weekly origin in the last ``--origins`` weeks it fits the shares on the ``lookback_days`` before the origin
@@ -30,7 +30,7 @@ def main() -> int:
 
     from features.store import FeatureStore
     from forecasting.config import load_settings, resolve_path
-    from forecasting.hourly import fit_hourly_shares, raw_shares
+    from forecasting.inventory.hourly_demand import fit_hourly_shares, raw_shares
     from forecasting.source.db import open_source
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

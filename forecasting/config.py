@@ -194,9 +194,9 @@ class SelectionConfig(_Section):
 
 
 class HourlyConfig(_Section):
-    """Hour-level demand (``forecasting.hourly``): the daily forecast split by shares per store x product x weekday,
-    shrunk towards the store's and the product's shapes; used by ``/forecast`` (hourly), the thaw and bake plan and
-    the backtest's hour-level scores, all with these settings."""
+    """Hour-level demand (``forecasting.inventory.hourly_demand``): the daily forecast split by shares per store x
+    product x weekday, shrunk towards the store's and the product's shapes; used by ``/forecast`` (hourly), the
+    thaw and bake plan and the backtest's hour-level scores, all with these settings."""
 
     lookback_days: int = Field(56, ge=7, le=365)  # shares fitted on this many days before the data date
     holdout_days: int = Field(14, ge=0, le=56)  # the last days of that window choose the shrinkage (held out)

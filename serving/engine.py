@@ -25,7 +25,7 @@ import pydantic_core
 
 from forecasting.config import HourlyConfig, Settings
 from forecasting.errors import DataError, SourceUnavailable
-from forecasting.hourly import HourlyShares, fit_hourly_shares, hourly_quantiles
+from forecasting.inventory.hourly_demand import HourlyShares, fit_hourly_shares, hourly_quantiles
 from forecasting.inventory.material_demand import validate_forecasts
 from forecasting.inventory.policy import CountAssessment, Position
 from forecasting.inventory.proposal import ProposalLine, WindowDemand, line_fields, positions, precompute_window_demand
@@ -139,7 +139,7 @@ def forecasts_by_store(frame: pd.DataFrame) -> dict[int, StoreForecast]:
 
 def _hours(prof: tuple[np.ndarray, np.ndarray], day_mean: float, alpha: float, qs: list[float]) -> list[HourShare]:
     """The day split over its open hours, each hour with its own quantiles (the day's dispersion: an hour is a
-    thinning of the day's gamma-Poisson count, ``forecasting.hourly``)."""
+    thinning of the day's gamma-Poisson count, ``forecasting.inventory.hourly_demand``)."""
     hours, shares = prof
     means = day_mean * shares
     hq = hourly_quantiles(means, alpha, qs)
@@ -148,8 +148,9 @@ def _hours(prof: tuple[np.ndarray, np.ndarray], day_mean: float, alpha: float, q
 
 
 def hourly_profiles(features_dir: str, hourly: HourlyConfig) -> HourlyShares | None:
-    """Hour-level shares (``forecasting.hourly``, the model the backtest scores per hour) fitted on the feature
-    store's last ``hourly.lookback_days``; None (hourly answers unavailable) when there is no store or panel."""
+    """Hour-level shares (``forecasting.inventory.hourly_demand``, the model the backtest scores per hour) fitted on
+    the feature store's last ``hourly.lookback_days``; None (hourly answers unavailable) when there is no store or
+    panel."""
     from features.store import FeatureStore
 
     fs = FeatureStore(features_dir)

@@ -363,8 +363,8 @@ class BakePlanResponse(BaseModel):
     release_times: list[str] = doc("Release times used (HH:MM, planning.bake.release_times before closing).",
                                    ["06:00", "10:30", "14:00"])
     hourly_basis: str = doc("Where the hourly demand comes from: 'profile' (the daily forecast times the store x "
-                            "product x weekday hourly shares, forecasting.hourly, as /forecast hourly) or 'flat' "
-                            "(no profile).",
+                            "product x weekday hourly shares, forecasting.inventory.hourly_demand, as /forecast "
+                            "hourly) or 'flat' (no profile).",
                             "profile")
     pieces: int = doc("Whole pieces over all items and releases.", 240)
     expected_waste_pcs: float = doc("Expected pieces thrown away, all items.", 31.0)

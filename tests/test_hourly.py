@@ -1,5 +1,5 @@
-"""Hour-level demand (forecasting.hourly): the shrunk share hierarchy, its fallbacks and hour-level quantiles, and
-the backtest's hour-level scores (training.hourly_eval) on a small panel drawn from known shapes."""
+"""Hour-level demand (forecasting.inventory.hourly_demand): the shrunk share hierarchy, its fallbacks and hour-level
+quantiles, and the backtest's hour-level scores (training.hourly_eval) on a small panel drawn from known shapes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from forecasting.config import HourlyConfig
-from forecasting.hourly import HOURS, fit_hourly_shares, hourly_quantiles, raw_shares
+from forecasting.inventory.hourly_demand import HOURS, fit_hourly_shares, hourly_quantiles, raw_shares
 from training.hourly_eval import hourly_backtest
 
 OPEN = np.arange(7, 20)

@@ -1,5 +1,6 @@
 """The backtest's hour-level scores: the final model's daily forecast (as served, after the window calibration) split
-over the hours by ``forecasting.hourly`` fitted on the ``lookback_days`` before each origin, against the hours sold.
+over the hours by ``forecasting.inventory.hourly_demand`` fitted on the ``lookback_days`` before each origin, against
+the hours sold.
 
 Why here and in this form: the hour-level forecast the API and the thaw and bake plan use is the daily forecast
 times the shares, so it is scored exactly so, origin by origin, with shares that never see the scored days. Three
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from forecasting.config import HourlyConfig
-from forecasting.hourly import HourlyShares, fit_hourly_shares, hourly_quantiles, raw_shares
+from forecasting.inventory.hourly_demand import HourlyShares, fit_hourly_shares, hourly_quantiles, raw_shares
 
 KEYS = ["store_id", "product_id", "ds", "local_hour"]
 
@@ -121,7 +122,8 @@ def hourly_backtest(preds: pd.DataFrame, panel: pd.DataFrame, cfg: HourlyConfig,
         "units": float(rows["y"].sum()),
         "models": score_hourly(rows, models, quantiles),
         "kappa_by_origin": kappas,
-        "shares": "store x product x weekday, shrunk towards the store's and the product's (forecasting.hourly)",
+        "shares": "store x product x weekday, shrunk towards the store's and the product's "
+                  "(forecasting.inventory.hourly_demand)",
     }
     if "oracle_day_learned" in rows and "oracle" in rows:
         res["shape_only"] = {
