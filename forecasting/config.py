@@ -193,6 +193,16 @@ class SelectionConfig(_Section):
     shrink_windows: float = Field(100.0, ge=0)  # a segment's weights move from the pooled ones by n / (n + this)
 
 
+class HourlyConfig(_Section):
+    """Hour-level demand (``forecasting.inventory.hourly_demand``): the daily forecast split by shares per store x
+    product x weekday, shrunk towards the store's and the product's shapes; used by ``/forecast`` (hourly), the
+    thaw and bake plan and the backtest's hour-level scores, all with these settings."""
+
+    lookback_days: int = Field(56, ge=7, le=365)  # shares fitted on this many days before the data date
+    holdout_days: int = Field(14, ge=0, le=56)  # the last days of that window choose the shrinkage (held out)
+    score: bool = True  # the backtest scores the final model per hour (against the truth where the source has it)
+
+
 class SparseConfig(_Section):
     """Series with too little history for any model's pattern get the window mean (``training.forecaster``)."""
 
@@ -237,6 +247,7 @@ class TrainingConfig(_Section):
     tune: TuneConfig = Field(default_factory=TuneConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     sparse: SparseConfig = Field(default_factory=SparseConfig)
+    hourly: HourlyConfig = Field(default_factory=HourlyConfig)
     dead_days: int = Field(28, ge=1)  # no sale in the last dead_days days: a dead item, neither forecast nor scored
     # a second LightGBM candidate with these month lags (``lightgbm_month``), weighed by the selection on inner
     # windows like every candidate; [] = off (also off when month_lags already gives the main model month lags)
@@ -254,7 +265,6 @@ class ServingConfig(_Section):
     source_timeout_s: int = Field(3, ge=1, le=60)  # connect timeout of the source at request time
     source_query_timeout_s: int = Field(5, ge=1, le=300)  # longest wait for one read (handshake, ping, query)
     source_recycle_s: int = Field(300, ge=10)  # pooled connections re-authenticate this often (a revoked user)
-    hourly_lookback_days: int = Field(56, ge=7, le=365)  # hourly shares per store x product x weekday from this
     max_body_bytes: int = Field(262144, ge=1024)  # larger request bodies get a 413
     max_batch_stores: int = Field(100, ge=1)
     token_env: str = "REPLENISH_API_TOKEN"  # when this variable is set, every endpoint but health checks needs it

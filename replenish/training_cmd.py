@@ -43,7 +43,8 @@ def _inputs(
         frame = frame.until(cut)
     t = cfg.training
     days = (horizon or t.horizon) * (1 + t.calib_windows) + (step or t.step_days) * max(origins or 0, t.origins) + 1
-    return cfg, frame, eval_sources(db, cfg, frame.last_date - pd.Timedelta(days=days))
+    return cfg, frame, eval_sources(db, cfg, frame.last_date - pd.Timedelta(days=days),
+                                    features or cfg.features.out_dir)
 
 
 def _say(msg: str) -> None:

@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 import pydantic_core
 
-from forecasting.config import Settings
+from forecasting.config import HourlyConfig, Settings
 from forecasting.errors import DataError, SourceUnavailable
+from forecasting.inventory.hourly_demand import HourlyShares, fit_hourly_shares, hourly_quantiles
 from forecasting.inventory.material_demand import validate_forecasts
 from forecasting.inventory.policy import CountAssessment, Position
 from forecasting.inventory.proposal import ProposalLine, WindowDemand, line_fields, positions, precompute_window_demand
@@ -92,21 +93,6 @@ class StoreForecast:
 
 
 @dataclass(frozen=True)
-class HourlyProfiles:
-    """Share of a day's units per local hour, per (store, product, weekday), from the feature store's hourly panel.
-
-    Products without recent sales on that weekday fall back to the store's all-product profile.
-    """
-
-    by_product: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]]
-    by_store: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]
-    last_date: date
-
-    def get(self, store: int, product: int, dow: int) -> tuple[np.ndarray, np.ndarray] | None:
-        return self.by_product.get((store, product, dow)) or self.by_store.get((store, dow))
-
-
-@dataclass(frozen=True)
 class ModelRef:
     """Which model to serve and where its cached forecasts are."""
 
@@ -128,7 +114,7 @@ class ServingState:
     forecasts: dict[int, StoreForecast]
     fc_first: date
     fc_last: date
-    hourly: HourlyProfiles | None
+    hourly: HourlyShares | None
     loaded_at: str
     load_seconds: float
     cache_key: tuple = ()
@@ -151,8 +137,20 @@ def forecasts_by_store(frame: pd.DataFrame) -> dict[int, StoreForecast]:
     return out
 
 
-def hourly_profiles(features_dir: str, lookback_days: int) -> HourlyProfiles | None:
-    """Hourly shares from the feature store; None (hourly answers unavailable) when there is no store."""
+def _hours(prof: tuple[np.ndarray, np.ndarray], day_mean: float, alpha: float, qs: list[float]) -> list[HourShare]:
+    """The day split over its open hours, each hour with its own quantiles (the day's dispersion: an hour is a
+    thinning of the day's gamma-Poisson count, ``forecasting.inventory.hourly_demand``)."""
+    hours, shares = prof
+    means = day_mean * shares
+    hq = hourly_quantiles(means, alpha, qs)
+    return [HourShare(hour=int(h), share=float(s), mean=float(mu), quantiles={str(q): float(hq[q][i]) for q in qs})
+            for i, (h, s, mu) in enumerate(zip(hours, shares, means, strict=True))]
+
+
+def hourly_profiles(features_dir: str, hourly: HourlyConfig) -> HourlyShares | None:
+    """Hour-level shares (``forecasting.inventory.hourly_demand``, the model the backtest scores per hour) fitted on
+    the feature store's last ``hourly.lookback_days``; None (hourly answers unavailable) when there is no store or
+    panel."""
     from features.store import FeatureStore
 
     fs = FeatureStore(features_dir)
@@ -160,29 +158,17 @@ def hourly_profiles(features_dir: str, lookback_days: int) -> HourlyProfiles | N
         return None
     try:
         last = pd.Timestamp(fs.manifest().get("watermark") or fs.manifest().get("last_date"))
-        start = last - pd.Timedelta(days=lookback_days - 1)
-        h = fs.read("hourly", start=start, end=last, columns=["store_id", "product_id", "date", "local_hour", "qty"])
-    except (DataError, ValueError, OSError) as exc:
+        start = last - pd.Timedelta(days=hourly.lookback_days - 1)
+        h = fs.read("hourly", start=start, end=last,
+                    columns=["store_id", "product_id", "date", "local_hour", "qty", "censored"])
+        return fit_hourly_shares(h, hourly.holdout_days) if len(h) else None
+    except (DataError, ValueError, OSError, KeyError) as exc:
         log.warning("hourly profiles unavailable: %s", exc)
         return None
-    if h.empty:
-        return None
-    h["dow"] = pd.to_datetime(h["date"]).dt.dayofweek
-
-    def shares(keys: list[str]) -> dict:
-        g = h.groupby([*keys, "local_hour"], observed=True)["qty"].sum().reset_index()
-        out = {}
-        for k, part in g.groupby(keys, sort=False):
-            tot = float(part["qty"].sum())
-            if tot > 0:
-                out[tuple(int(x) for x in k)] = (part["local_hour"].to_numpy(int), part["qty"].to_numpy(float) / tot)
-        return out
-
-    return HourlyProfiles(shares(["store_id", "product_id", "dow"]), shares(["store_id", "dow"]), last.date())
 
 
 def build_state(ref: ModelRef, frame: pd.DataFrame, data_date: date, master: MasterData, settings: Settings,
-                hourly: HourlyProfiles | None) -> ServingState:
+                hourly: HourlyShares | None) -> ServingState:
     """Validate a model's cached forecasts against the source and precompute window demand for every order date.
 
     Raises DataError with the reason when the forecasts cannot be served (the caller keeps the previous state).
@@ -500,8 +486,7 @@ class Engine:
                 hourly = None
                 if req.hourly:
                     prof = st.hourly.get(req.store_id, pid, d.weekday())
-                    hourly = [] if prof is None else [HourShare(hour=int(h), share=float(s), mean=m * float(s))
-                                                      for h, s in zip(*prof, strict=True)]
+                    hourly = [] if prof is None else _hours(prof, m, float(alpha[r, k]), qs)
                 out.append(DayForecast(date=d, mean=m, dispersion=float(alpha[r, k]),
                                        quantiles={str(q): float(qv[q][r, k]) for q in qs}, hourly=hourly))
             products.append(ProductForecast(product_id=pid, days=out))

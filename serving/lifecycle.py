@@ -258,8 +258,7 @@ class ModelWatcher:
         check_loadable(ref, self.settings)
         cached = read_cache(ref.cache_root, ref.version, day)
         master = self.engine.source.master()
-        hourly = hourly_profiles(str(resolve_path(self.settings.features.out_dir)),
-                                 self.settings.serving.hourly_lookback_days)
+        hourly = hourly_profiles(str(resolve_path(self.settings.features.out_dir)), self.settings.training.hourly)
         state = build_state(ref, cached.frame, day, master, self.settings, hourly)
         state = state.__class__(**{**state.__dict__, "cache_key": key})
         if self.settings.serving.inventory_ttl_s > 0:  # the counts for the new order dates, before it serves

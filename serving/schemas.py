@@ -200,8 +200,11 @@ class HourShare(BaseModel):
     """One local hour of a forecast day."""
 
     hour: int = doc("Store-local hour of the day, 0-23.", 8)
-    share: float = doc("Share of the day's units sold in this hour (recent same weekdays), 0-1.", 0.14)
+    share: float = doc("Share of the day's units expected in this hour, 0-1: the store x product x weekday shape of "
+                       "recent weeks, shrunk towards the store's and the product's shapes.", 0.14)
     mean: float = doc("Expected units sold in this hour (the day's mean times the share).", 2.6)
+    quantiles: dict[str, float] = doc("Units by quantile for this hour (whole units; the day's dispersion).",
+                                      {"0.5": 2.0, "0.9": 5.0}, default_factory=dict)
 
 
 class DayForecast(BaseModel):
@@ -360,7 +363,8 @@ class BakePlanResponse(BaseModel):
     release_times: list[str] = doc("Release times used (HH:MM, planning.bake.release_times before closing).",
                                    ["06:00", "10:30", "14:00"])
     hourly_basis: str = doc("Where the hourly demand comes from: 'profile' (the daily forecast times the store x "
-                            "product x weekday share of recent weeks, as /forecast hourly) or 'flat' (no profile).",
+                            "product x weekday hourly shares, forecasting.inventory.hourly_demand, as /forecast "
+                            "hourly) or 'flat' (no profile).",
                             "profile")
     pieces: int = doc("Whole pieces over all items and releases.", 240)
     expected_waste_pcs: float = doc("Expected pieces thrown away, all items.", 31.0)

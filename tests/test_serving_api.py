@@ -143,6 +143,11 @@ def test_forecast_quantiles_and_hourly_profile(server, status, tmp_path_factory)
             assert sum(h["share"] for h in d["hourly"]) == pytest.approx(1.0)
             assert sum(h["mean"] for h in d["hourly"]) == pytest.approx(d["mean"])
             assert all(0 <= h["hour"] < 24 for h in d["hourly"])
+            # hour-level uncertainty: whole units, ordered, and the hours' medians never above the day's 0.9 quantile
+            for h in d["hourly"]:
+                assert set(h["quantiles"]) == {"0.5", "0.9"} and h["quantiles"]["0.5"] <= h["quantiles"]["0.9"]
+                assert float(h["quantiles"]["0.9"]).is_integer()
+            assert sum(h["quantiles"]["0.5"] for h in d["hourly"]) <= d["quantiles"]["0.9"]
 
 
 BAD = [

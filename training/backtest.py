@@ -274,6 +274,7 @@ class Backtester:
             cur["final_alpha"] = [float(a) for a, _ in sp]
             cur["final_shared"] = [float(b) for _, b in sp]
             cur, alpha = self.calibrate(frame, cur, pd.concat(inner[: self.cfg.blend_windows]), weights)
+            cur["final_alpha_served"] = alpha  # the dispersion served with it (the hour-level scores split it)
             outer.append(add_intervals(cur, params, self.cfg.quantiles, self.cfg.seed + i, {"final": alpha}))
         preds = pd.concat(outer, ignore_index=True)
         final_unc = fit_uncertainty(preds.assign(final=preds["final_raw"]), [*models, "final"])

@@ -24,6 +24,7 @@ from training.backtest import Backtester, BacktestResult, lgbm_params, per_serie
 from training.calibration import fit_calibration
 from training.data import ModelFrame, UnconstrainRule, load_feature_store, to_model_frame
 from training.forecaster import DemandForecaster
+from training.hourly_eval import hourly_backtest
 from training.source import EvalSources, load_eval_sources
 
 Progress = Callable[[str], None]
@@ -37,8 +38,31 @@ def load_frame(features_dir: str | Path, cfg: TrainingConfig | None = None) -> M
     return to_model_frame(daily, manifest, rule)
 
 
-def eval_sources(db: str | None, settings: Settings, since: pd.Timestamp | None = None) -> EvalSources:
-    """BOM, truth and incumbent records; none when the default SQLite file does not exist (no source to read)."""
+def load_hourly_panel(features_dir: str | Path, since: pd.Timestamp | None = None) -> pd.DataFrame | None:
+    """The feature store's hourly panel from ``since`` (exclusive) on, for the backtest's hour-level scores; None
+    when the store has none."""
+    from features.store import FeatureStore
+
+    fs = FeatureStore(resolve_path(features_dir))
+    if not fs.exists() or "hourly" not in fs.datasets():
+        return None
+    start = None if since is None else (since + pd.Timedelta(days=1)).date()
+    h = fs.read("hourly", start=start, columns=["store_id", "product_id", "date", "local_hour", "qty", "censored"])
+    return h if len(h) else None
+
+
+def eval_sources(db: str | None, settings: Settings, since: pd.Timestamp | None = None,
+                 features_dir: str | Path | None = None) -> EvalSources:
+    """BOM, truth and incumbent records (and, with ``features_dir``, the hourly panel from ``lookback_days``
+    before ``since``); none when the default SQLite file does not exist (no source to read)."""
+    out = _db_sources(db, settings, since)
+    if features_dir is not None and settings.training.hourly.score:
+        back = None if since is None else since - pd.Timedelta(days=settings.training.hourly.lookback_days)
+        out.hourly = load_hourly_panel(features_dir, back)
+    return out
+
+
+def _db_sources(db: str | None, settings: Settings, since: pd.Timestamp | None = None) -> EvalSources:
     from sqlalchemy.engine import make_url
 
     from forecasting.source.db import open_source
@@ -112,6 +136,13 @@ def run_backtest(
     params = params if params is not None else lgbm_params(cfg, read_tuned(cfg))
     t0 = time.perf_counter()
     result = Backtester(cfg, params, sources, progress).run(frame, origins, step, horizon)
+    if cfg.hourly.score and sources is not None and sources.hourly is not None:
+        t1 = time.perf_counter()
+        if progress:
+            progress("hour-level scores (the final model split over the hours)")
+        result.metrics["hourly"] = hourly_backtest(result.preds, sources.hourly, cfg.hourly, cfg.quantiles,
+                                                   sources.truth_hourly, sources.truth_alpha)
+        result.timings["hourly"] = time.perf_counter() - t1
     result.timings["total"] = time.perf_counter() - t0
     result.metrics["fingerprint"] = fingerprint(frame, result)
     result.metrics["params"] = params

@@ -23,6 +23,8 @@ class EvalSources:
     stores: dict[int, str] | None = None  # store_id -> store name, for plot titles people can read
     products: dict[int, str] | None = None  # product_id -> product name
     truth_alpha: float | None = None  # NB alpha of the truth's daily noise (generator meta): the oracle's spread
+    truth_hourly: pd.DataFrame | None = None  # store_id, date, local_hour, share: the truth's hourly profile
+    hourly: pd.DataFrame | None = None  # the feature store's hourly panel (observed), for the hour-level scores
 
 
 def _read(engine: Engine, stmt) -> pd.DataFrame:
@@ -60,6 +62,13 @@ def load_eval_sources(engine: Engine, schema: SourceSchema, since: pd.Timestamp 
         if len(truth):
             truth["ds"] = pd.to_datetime(truth.pop("date"))
             out.truth = truth
+        if "demand_truth_hourly" in have:
+            t = schema["demand_truth_hourly"]
+            stmt = select(t.c.store_id, t.c.date, t.c.local_hour, t.c.share)
+            if since is not None:
+                stmt = stmt.where(t.c.date > since.date())
+            th = _read(engine, stmt)
+            out.truth_hourly = th if len(th) else None
         if "meta" in have:
             t = schema["meta"]
             alpha = _read(engine, select(t.c.value).where(t.c.key == "truth_nb_alpha"))

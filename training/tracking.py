@@ -240,6 +240,8 @@ def log_backtest(result, prefix: str = "bt", sources=None) -> dict[str, float]:
         mlflow.set_tag("mlflow.note.content", describe_headline(head, str(m.get("final", "final"))))
     metrics = flatten(prefix, {"models": m["models"], "by_segment": m.get("by_segment", {})})
     metrics.update(flatten(f"{prefix}.material", m.get("material", {})))
+    if "hourly" in m:  # hour-level scores (training.hourly_eval)
+        metrics.update(flatten(f"{prefix}.hourly", {"models": m["hourly"]["models"]}))
     for hz, v in m["by_horizon"].get(result.final, {}).items():
         metrics[f"{prefix}.final.wape_h{int(hz):02d}"] = v
     mlflow.log_metrics(metrics)
