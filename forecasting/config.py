@@ -205,7 +205,7 @@ class TwowayConfig(_Section):
     affinity, from LightGBM's own forecasts; weighed by the selection like every candidate."""
 
     enabled: bool = True
-    window_days: int = Field(56, ge=14, le=182)  # the affinity's window (the days the series existed in it)
+    window_days: int = Field(91, ge=14, le=182)  # the affinity's window (the days the series existed in it)
     shrink_units: float = Field(20.0, ge=0)  # prior pseudo-units pulling the affinity towards 1
     min_days: int = Field(14, ge=1)  # fewer days in the window: a new series keeps LightGBM's forecast
 
