@@ -210,6 +210,16 @@ class SparseConfig(_Section):
     window_days: int = Field(28, ge=7, le=112)  # units over the last window_days / window_days
 
 
+class TwowayConfig(_Section):
+    """The ``twoway`` blend candidate (``training.twoway``): store total x product share x a shrunk store x product
+    affinity, from LightGBM's own forecasts; weighed by the selection like every candidate."""
+
+    enabled: bool = True
+    window_days: int = Field(91, ge=14, le=182)  # the affinity's window (the days the series existed in it)
+    shrink_units: float = Field(20.0, ge=0)  # prior pseudo-units pulling the affinity towards 1
+    min_days: int = Field(14, ge=1)  # fewer days in the window: a new series keeps LightGBM's forecast
+
+
 class TrainingConfig(_Section):
     """Models, backtest and tracking defaults (see training/)."""
 
@@ -248,6 +258,7 @@ class TrainingConfig(_Section):
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     sparse: SparseConfig = Field(default_factory=SparseConfig)
     hourly: HourlyConfig = Field(default_factory=HourlyConfig)
+    twoway: TwowayConfig = Field(default_factory=TwowayConfig)
     dead_days: int = Field(28, ge=1)  # no sale in the last dead_days days: a dead item, neither forecast nor scored
     # a second LightGBM candidate with these month lags (``lightgbm_month``), weighed by the selection on inner
     # windows like every candidate; [] = off (also off when month_lags already gives the main model month lags)

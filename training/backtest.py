@@ -169,6 +169,8 @@ class Backtester:
     @property
     def models(self) -> list[str]:
         names = ["lightgbm", self.rule_name, "window_mean"]
+        if self.cfg.twoway.enabled:
+            names.insert(1, "twoway")  # arithmetic on LightGBM's forecasts (training.twoway): no extra fit
         if self.with_stats and month_model(self.cfg, self.params, getattr(self, "h", self.cfg.horizon)) is not None:
             names.insert(1, "lightgbm_month")
         if self.with_stats:

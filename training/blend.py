@@ -33,8 +33,8 @@ Weights = dict[str, dict[str, float]]  # segment (or "all") -> model -> weight (
 
 # window_mean is the sparse series' rule, not a candidate: over the Christmas lull its 28-day average won the inner
 # windows of the generated history and lost the next fortnight by far (WAPE 0.49 vs 0.41)
-CANDIDATES = ("lightgbm", "lightgbm_month", "auto_ets", "croston", "seasonal_naive", "incumbent", "weekday_mean",
-              "ensemble")
+CANDIDATES = ("lightgbm", "lightgbm_month", "twoway", "auto_ets", "croston", "seasonal_naive", "incumbent",
+              "weekday_mean", "ensemble")
 
 
 def pinball(actual: np.ndarray, quantile: np.ndarray, q: float) -> np.ndarray:

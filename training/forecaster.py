@@ -16,6 +16,7 @@ from forecasting.config import TrainingConfig
 from training.blend import Weights, apply_weights, used_models
 from training.data import ModelFrame, SegmentRule, segment_series
 from training.models import MONTH_LAG_INFO_DAYS, LGBMModel, StatsModels, future_frame, same_weekday_mean
+from training.twoway import twoway_part
 
 KINDS = ("blend", "lightgbm", "ensemble", "auto_ets")
 RULE_NAMES = ("incumbent", "weekday_mean")  # the same-weekday rule, named by whether an incumbent exists
@@ -91,6 +92,11 @@ def assemble(frame: ModelFrame, ids: list[str], h: int, cfg: TrainingConfig, lgb
 
     parts = components(None, lgbm, stats, same_weekday_mean(frame, ids, h),
                        window_mean(frame, ids, h, cfg.sparse.window_days))
+    tw = cfg.twoway
+    if tw.enabled:
+        part = twoway_part(frame.df, lgbm, ids, frame.last_date, tw.window_days, tw.shrink_units, tw.min_days)
+        if part is not None:
+            parts = parts.merge(part, on=["unique_id", "ds"], how="left")
     rule = SegmentRule(new_days=cfg.new_days, slow_mean=cfg.slow_mean,
                        intermittent_zero_share=cfg.intermittent_zero_share)
     parts["segment"] = parts["unique_id"].map(segment_series(frame.df, rule=rule)).fillna("fast")
@@ -147,7 +153,7 @@ def final_mean(parts: pd.DataFrame, weights: Weights) -> np.ndarray:
 def needs(weights: Weights) -> tuple[bool, bool, bool]:
     """(LightGBM, statistical models, AutoETS) needed by these weights."""
     used = used_models(weights)
-    lg = bool(used & {"lightgbm", "ensemble"})
+    lg = bool(used & {"lightgbm", "ensemble", "twoway"})  # twoway is built from LightGBM's forecasts
     ets = bool(used & {"auto_ets", "ensemble"})
     return lg, ets or bool(used & set(STAT_COMPONENTS)), ets
 
@@ -216,8 +222,9 @@ class DemandForecaster:
         self.sparse_ = set(sparse_series(frame.df, c.sparse.min_sale_days))
         self.last_date_ = frame.last_date
         self.ids_ = active_series(frame.df, self.last_date_, c.dead_days)
-        # the weekday rule and the window mean need the last weeks; the future frame needs the last day
-        keep = max(56, c.sparse.window_days)
+        # the weekday rule and the window mean need the last weeks, twoway its affinity window; the future frame
+        # needs the last day
+        keep = max(56, c.sparse.window_days, c.twoway.window_days if c.twoway.enabled else 0)
         recent = frame.df[frame.df["ds"] > self.last_date_ - pd.Timedelta(days=keep)]
         manifest = {k: frame.manifest[k] for k in ("calendar", "products", "config") if k in (frame.manifest or {})}
         self.tail_ = ModelFrame(recent.reset_index(drop=True), frame.static, frame.exog, manifest)
