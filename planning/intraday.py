@@ -47,11 +47,11 @@ from planning.inputs import read, read_table
 from planning.simulate import default_period, paired
 
 PLANS = ("daily_only", "intraday", "oracle")
-SUMS = ("released", "demand", "sold", "sold_as_substitute", "lost", "wasted", "stockout_hours", "waste_usd",
-        "lost_margin_usd")
-INTERVAL_KEYS = ("fill_rate", "wasted", "waste_pct", "stockout_hours", "lost", "waste_usd", "lost_margin_usd",
-                 "total_cost")
-PAIRED_KEYS = ("wasted", "waste_usd", "stockout_hours", "fill_rate", "lost", "total_cost")
+SUMS = ("released", "demand", "sold", "sold_as_substitute", "lost", "wasted", "stockout_hours", "unmet_hours",
+        "waste_usd", "lost_margin_usd")
+INTERVAL_KEYS = ("fill_rate", "wasted", "waste_pct", "stockout_hours", "unmet_hours", "lost", "waste_usd",
+                 "lost_margin_usd", "total_cost")
+PAIRED_KEYS = ("wasted", "waste_usd", "stockout_hours", "unmet_hours", "fill_rate", "lost", "total_cost")
 Progress = Callable[[str], None]
 
 
@@ -150,12 +150,13 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
     provider = _forecasts(settings, engine, schema, start, forecaster, say)
     stores = master.stores.set_index("store_id")
     acc = {(p, s): dict.fromkeys(SUMS, 0.0) for p in PLANS for s in seed_list}
+    by_cat: dict[tuple[str, str], dict[str, float]] = {}  # (plan, category) summed over the seeds
     counts = {"store_days": 0, "item_days": 0, "item_days_without_forecast": 0}
     lb = settings.serving.hourly_lookback_days
     day = start
     while day <= end:
         fc = provider(day)
-        fc = fc[(pd.to_datetime(fc["ds"]).dt.date == day) & fc["product_id"].isin(pids)]
+        fc = fc[(pd.to_datetime(fc["date"]).dt.date == day) & fc["product_id"].isin(pids)]
         fc_of = {(int(r.store_id), int(r.product_id)): (float(r.mean), float(r.dispersion))
                  for r in fc.itertuples(index=False)}
         past = hourly[(hourly["date"] < day) & (hourly["date"] >= day - timedelta(days=lb))]
@@ -179,7 +180,8 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
                                          float(r.shelf_hours), float(r.unit_cost), float(r.price)))
                 true_items.append(BakeItem(pid, r.name, th, alpha, float(r.shelf_hours), float(r.unit_cost),
                                            float(r.price)))
-            like = like_items([str(c) for c in meta["category"]], [popularity.get((sid, p), 0.0) for p in ids])
+            cats = [str(c) for c in meta["category"]]
+            like = like_items(cats, [popularity.get((sid, p), 0.0) for p in ids])
             items = [ReplayItem(pid, float(r.shelf_hours), float(r.unit_cost), float(r.price), lk)
                      for pid, r, lk in zip(ids, meta.itertuples(), like, strict=True)]
             pseed = bake.seed + sid * 10_007 + day.toordinal()
@@ -196,7 +198,11 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
                     out = replay_day(items, plan, draw, open_h, close_h, slot_h, share)
                     a = acc[(name, s)]
                     for k in SUMS:
-                        a[k] += float(getattr(out, k).sum())
+                        v = getattr(out, k)
+                        a[k] += float(v.sum())
+                        for c, x in zip(cats, v, strict=True):
+                            cell = by_cat.setdefault((name, c), dict.fromkeys(SUMS, 0.0))
+                            cell[k] += float(x) / len(seed_list)
             counts["store_days"] += 1
             counts["item_days"] += len(ids)
         say(f"{day}: done ({time.perf_counter() - t0:.0f} s)")
@@ -228,6 +234,8 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
                  "lost margin); fill rate in units (substituted units served); stockout hours: opening-hour slots "
                  "with an empty shelf or unmet own demand",
         "policies": policies,
+        "by_category": {c: {name: _metrics(by_cat[(name, c)]) for name in PLANS if (name, c) in by_cat}
+                        for c in sorted({c for _, c in by_cat})},
     }
     if len(seed_list) > 1:
         report["paired"] = paired(policies, "intraday", PAIRED_KEYS) | paired(policies, "oracle", PAIRED_KEYS)
@@ -277,7 +285,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             lo_hi = f" ({format(ci[k][0], fmt)}..{format(ci[k][1], fmt)})" if k in ci else ""
             return format(m[k], fmt) + lo_hi
         out.append(f"  {name}: fill {f('fill_rate', '.2%')}; waste {f('wasted', ',.0f')} pc ({f('waste_pct', '.1%')}"
-                   f" of released); stockout {f('stockout_hours', ',.0f')} h; lost {f('lost', ',.0f')} units; cost "
+                   f" of released); stockout {f('stockout_hours', ',.0f')} h "
+                   f"(unmet demand {f('unmet_hours', ',.0f')} h); lost {f('lost', ',.0f')} units; cost "
                    f"${f('total_cost', ',.0f')}")
     for pair, d in report.get("paired", {}).items():
         parts = [f"{k} x{d[k]['ratio']['mean']:.3f} ({d[k]['ratio']['lo']:.3f}..{d[k]['ratio']['hi']:.3f})"

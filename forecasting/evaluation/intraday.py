@@ -21,7 +21,8 @@ The day (one store, its ready-food items, opening to closing in slots of ``slot_
 * stockout hours: the slots of opening hours in which the item's shelf was empty at the start of the slot or its
   own demand was not fully served, times the slot length (before any substitution: the item itself was out). As in
   the daily replay (``simulation.stockout_hours``), an empty shelf counts whether or not a customer asked in that
-  slot; unlike it, hours end when a later release refills the shelf and hours before a late first release count;
+  slot; unlike it, hours end when a later release refills the shelf and hours before a late first release count
+  (``unmet_hours``: only the slots in which a customer went without);
 * cost: wasted pieces at unit cost + lost units at the item's margin (price - cost) + for substituted units the
   margin difference (the wanted item's margin - the like item's), so a plan is charged for the margin it forgoes;
 * fill rate: units served (own sales + substituted) / demand.
@@ -83,6 +84,7 @@ class DayOutcome:
     lost: np.ndarray
     wasted: np.ndarray
     stockout_hours: np.ndarray
+    unmet_hours: np.ndarray  # hours with demand the shelf could not serve (a subset of the stockout hours)
     waste_usd: np.ndarray
     lost_margin_usd: np.ndarray
 
@@ -143,6 +145,7 @@ def replay_day(items: list[ReplayItem], plan: DayPlan, draw: DayDraw, open_hour:
     lost = np.zeros(n_i, np.int64)
     wasted = np.zeros(n_i, np.int64)
     out_slots = np.zeros(n_i, np.int64)
+    unmet_slots = np.zeros(n_i, np.int64)
     like = np.array([it.like for it in items], dtype=np.int64)
     share = min(max(substitution_share, 0.0), 1.0)
     for t in range(slots):
@@ -160,6 +163,7 @@ def replay_day(items: list[ReplayItem], plan: DayPlan, draw: DayDraw, open_hour:
             sold += take
             rem -= take
         out_slots += (empty | (rem > 0)).astype(np.int64)
+        unmet_slots += (rem > 0).astype(np.int64)
         if share > 0:
             want = np.minimum(np.floor(share * rem + draw.u[:, t]).astype(np.int64), rem)
             for i in np.nonzero((want > 0) & (like >= 0))[0]:
@@ -178,7 +182,8 @@ def replay_day(items: list[ReplayItem], plan: DayPlan, draw: DayDraw, open_hour:
     diff = np.array([margin[i] - margin[it.like] if it.like >= 0 else 0.0 for i, it in enumerate(items)])
     return DayOutcome(released=pieces.sum(axis=1), demand=demand.sum(axis=1), sold=sold, sold_as_substitute=as_sub,
                       substituted=subst, lost=lost, wasted=wasted, stockout_hours=out_slots * slot_h,
-                      waste_usd=wasted * cost, lost_margin_usd=lost * margin + subst * diff)
+                      unmet_hours=unmet_slots * slot_h, waste_usd=wasted * cost,
+                      lost_margin_usd=lost * margin + subst * diff)
 
 
 def daily_only_plan(items: list[BakeItem], open_hour: float, close_hour: float, n_samples: int = 1000,
