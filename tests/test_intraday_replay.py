@@ -153,3 +153,23 @@ def test_demand_shape_is_checked():
     with pytest.raises(ValueError, match="shape"):
         replay_day([ReplayItem(1, 4.0, 1.0, 3.0)], DayPlan((7.0,), np.array([[1]])), _draw([1, 1]), OPEN, CLOSE,
                    SLOT)
+
+
+def test_targets_read_the_paired_ratios():
+    from planning.intraday import targets
+
+    def pol(fill: float) -> dict:
+        return {"fill_rate": fill}
+
+    def ratio(m: float) -> dict:
+        return {"ratio": {"mean": m, "lo": m - 0.01, "hi": m + 0.01}}
+
+    rep = {"policies": {"daily_only": pol(0.80), "intraday": pol(0.81), "oracle": pol(0.85)},
+           "paired": {"intraday_vs_daily_only": {"wasted": ratio(0.65), "stockout_hours": ratio(0.85),
+                                                 "total_cost": ratio(0.95),
+                                                 "fill_rate": {"difference": {"mean": 0.01, "lo": 0.0, "hi": 0.02}}}}}
+    met = {t["target"]: t["met"] for t in targets(rep)}
+    assert met == {"waste (pieces) <= 0.7 x daily-only": True, "stockout hours <= 0.7 x daily-only": False,
+                   "fill rate >= daily-only": True, "total cost <= daily-only": True}
+    rep["policies"]["intraday"] = pol(0.79)
+    assert not {t["target"]: t["met"] for t in targets(rep)}["fill rate >= daily-only"]
