@@ -171,7 +171,7 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
             ids = g["product_id"].astype(int).tolist()
             meta = food.loc[ids]
             true_h = [hourly_means(float(q), sh, open_h, close_h) for q in g["expected_qty"]]
-            fc_items, true_items, items = [], [], []
+            fc_items, true_items = [], []
             for pid, th, r in zip(ids, true_h, meta.itertuples(), strict=True):
                 mean, disp = fc_of.get((sid, pid), (0.0, 0.0))
                 counts["item_days_without_forecast"] += int((sid, pid) not in fc_of)
@@ -218,7 +218,7 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
         policies[name] = m
     report: dict[str, Any] = {
         "period": {"name": period, "start": start.isoformat(), "end": end.isoformat(),
-                   "days": (end - start).days + 1, "stores": len({k for k in truth["store_id"].unique()}),
+                   "days": (end - start).days + 1, "stores": int(truth["store_id"].nunique()),
                    "ready_food_items": len(pids)} | counts,
         "protocol": {
             "demand_seeds": seed_list, "truth_dispersion": alpha, "slot_minutes": bake.slot_minutes,

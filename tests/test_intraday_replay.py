@@ -120,6 +120,9 @@ def test_same_seed_same_draws_for_every_plan():
     b = replay_day(items, release_plan(_items(), [6.0, 10.5, 14.0], 7, 19, n_samples=300), d1, 7, 19, 0.25, 0.5)
     assert np.array_equal(d1.demand, before)  # the replay does not consume the draw
     assert a.demand.tolist() == b.demand.tolist() == d1.demand.sum(axis=1).tolist()
+    for out in (a, b):  # every piece is sold, sold to a like item's customer or thrown away; every unit served or lost
+        assert (out.released == out.sold + out.sold_as_substitute + out.wasted).all()
+        assert (out.demand == out.sold + out.substituted + out.lost).all()
 
 
 def test_daily_only_plan_is_one_release_at_opening_covering_the_day():
