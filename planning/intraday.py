@@ -92,6 +92,30 @@ def _hourly_sales(settings: Settings, start: date, end: date, products: set[int]
     return h[h["product_id"].isin(products)]
 
 
+class RecentProfiles:
+    """Share of a day's units per local hour by store x product x weekday, else by store x weekday, from hourly
+    sales rows (store_id, product_id, date, local_hour, qty): the serving's hourly profile of the weeks before a day
+    (``serving.hourly_lookback_days``), rebuilt here for each replayed day from the days before it only."""
+
+    def __init__(self, h: pd.DataFrame) -> None:
+        h = h.assign(dow=pd.to_datetime(h["date"]).dt.dayofweek)
+        self.by_product = self._shares(h, ["store_id", "product_id", "dow"])
+        self.by_store = self._shares(h, ["store_id", "dow"])
+
+    @staticmethod
+    def _shares(h: pd.DataFrame, keys: list[str]) -> dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]]:
+        g = h.groupby([*keys, "local_hour"], observed=True)["qty"].sum().reset_index()
+        out = {}
+        for k, part in g.groupby(keys, sort=False):
+            tot = float(part["qty"].sum())
+            if tot > 0:
+                out[tuple(int(x) for x in k)] = (part["local_hour"].to_numpy(int), part["qty"].to_numpy(float) / tot)
+        return out
+
+    def get(self, store: int, product: int, dow: int) -> tuple[np.ndarray, np.ndarray] | None:
+        return self.by_product.get((store, product, dow)) or self.by_store.get((store, dow))
+
+
 def _metrics(acc: dict[str, float]) -> dict[str, float]:
     m = {k: round(float(acc[k]), 4) for k in SUMS}
     m["fill_rate"] = round(1.0 - acc["lost"] / acc["demand"], 6) if acc["demand"] > 0 else 1.0
@@ -127,7 +151,6 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
     share = bake.substitution_share
 
     from serving.bakeplan import hourly_means, ready_food
-    from serving.engine import profiles_from_hourly
 
     master = _master(engine, schema)
     food = ready_food(master, settings).set_index("product_id")
@@ -160,7 +183,7 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
         fc_of = {(int(r.store_id), int(r.product_id)): (float(r.mean), float(r.dispersion))
                  for r in fc.itertuples(index=False)}
         past = hourly[(hourly["date"] < day) & (hourly["date"] >= day - timedelta(days=lb))]
-        prof = profiles_from_hourly(past, day - timedelta(days=1)) if len(past) else None
+        prof = RecentProfiles(past) if len(past) else None
         for sid, g in truth[truth["date"] == day].groupby("store_id"):
             sid = int(sid)
             sh = share_of.get((sid, day))

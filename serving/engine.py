@@ -167,13 +167,7 @@ def hourly_profiles(features_dir: str, lookback_days: int) -> HourlyProfiles | N
         return None
     if h.empty:
         return None
-    return profiles_from_hourly(h, last.date())
-
-
-def profiles_from_hourly(h: pd.DataFrame, last: date) -> HourlyProfiles:
-    """The shares of hourly sales rows (store_id, product_id, date, local_hour, qty): by store x product x weekday
-    and by store x weekday (the fallback). The intraday replay builds them from the weeks before each day only."""
-    h = h.assign(dow=pd.to_datetime(h["date"]).dt.dayofweek)
+    h["dow"] = pd.to_datetime(h["date"]).dt.dayofweek
 
     def shares(keys: list[str]) -> dict:
         g = h.groupby([*keys, "local_hour"], observed=True)["qty"].sum().reset_index()
@@ -184,7 +178,7 @@ def profiles_from_hourly(h: pd.DataFrame, last: date) -> HourlyProfiles:
                 out[tuple(int(x) for x in k)] = (part["local_hour"].to_numpy(int), part["qty"].to_numpy(float) / tot)
         return out
 
-    return HourlyProfiles(shares(["store_id", "product_id", "dow"]), shares(["store_id", "dow"]), last)
+    return HourlyProfiles(shares(["store_id", "product_id", "dow"]), shares(["store_id", "dow"]), last.date())
 
 
 def build_state(ref: ModelRef, frame: pd.DataFrame, data_date: date, master: MasterData, settings: Settings,
