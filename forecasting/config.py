@@ -367,6 +367,8 @@ class BakeConfig(_Section):
     n_samples: int = Field(1000, ge=100, le=20000)  # demand paths per item (seeded)
     seed: int = 20261207
     sell_down: SellDownConfig = Field(default_factory=SellDownConfig)
+    # the intraday replay (planning.intraday): share of the units a stockout loses that buy the like item instead
+    substitution_share: float = Field(0.5, ge=0, le=1)
 
 
 class PlanningConfig(_Section):

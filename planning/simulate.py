@@ -873,10 +873,11 @@ class _CachedForecasts:
         self.info = info
 
 
-# forecasting/ modules left out of the key: the ordering engine and the replay (inventory/, evaluation/simulation.py),
-# which no forecaster imports, and config.py, whose training values are hashed as settings: a policy setting or
-# rule changed keeps the cache
-_NOT_FORECASTS = frozenset({"policy", "proposal", "material_demand", "simulation", "schedule", "config"})
+# forecasting/ modules left out of the key: the ordering engine and the replays (inventory/, evaluation/simulation.py,
+# evaluation/intraday.py), which no forecaster imports, and config.py, whose training values are hashed as settings:
+# a policy setting or rule changed keeps the cache
+_NOT_FORECASTS = frozenset({"policy", "proposal", "material_demand", "simulation", "intraday", "bake", "schedule",
+                            "config"})
 
 
 def forecast_key(name: str, settings: Settings, frame, start: date) -> str:
@@ -981,31 +982,33 @@ def _replay_one(name: str) -> tuple[str, dict[str, Any]]:
 PAIRED_KEYS = ("fill_rate", "stockout_hours", "waste_pct", "total_cost")
 
 
-def paired(policies: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """``ours`` against every other policy, seed by seed: mean difference and mean ratio with 95% intervals.
+def paired(policies: dict[str, dict[str, Any]], base: str = "ours",
+           keys: tuple[str, ...] = PAIRED_KEYS) -> dict[str, dict[str, Any]]:
+    """``base`` (``ours``) against every other policy, seed by seed: mean difference and mean ratio with 95%
+    intervals, for each metric of ``keys``; entries named ``<base>_vs_<other>``.
 
     Why paired: every policy met the same demand draws and supplier misses, so the differences are far tighter
     than the policies' own seed-to-seed spread.
     """
     out: dict[str, dict[str, Any]] = {}
-    if "ours" not in policies:
+    if base not in policies:
         return out
-    a = {r["seed"]: r for r in policies["ours"]["by_seed"]}
+    a = {r["seed"]: r for r in policies[base]["by_seed"]}
     for other, m in policies.items():
-        if other == "ours":
+        if other == base:
             continue
         b = {r["seed"]: r for r in m["by_seed"]}
         seeds = [s for s in a if s in b]
         if not seeds:
             continue
         pair: dict[str, Any] = {"seeds": len(seeds)}
-        for k in PAIRED_KEYS:
+        for k in keys:
             x = np.array([a[s][k] for s in seeds], dtype=float)
             y = np.array([b[s][k] for s in seeds], dtype=float)
             ratio = np.divide(x, y, out=np.full_like(x, np.nan), where=np.abs(y) > 1e-12)
             pair[k] = {"difference": {q: round(v, 5) for q, v in paired_difference(x, y).items() if q != "n"},
                        "ratio": {q: round(v, 4) for q, v in mean_interval(ratio).items() if q != "n"}}
-        out[f"ours_vs_{other}"] = pair
+        out[f"{base}_vs_{other}"] = pair
     return out
 
 
