@@ -13,10 +13,9 @@ Period: the daily replay's reported period (the last ``simulation.weeks`` weeks)
 same number of weeks before it, the only period on which settings (``--release-times``, ``--cover``) may be
 chosen. ``--days N`` keeps the period's first N days (a quick run).
 
-Release times: by default the ones chosen on the selection period (``SELECTED``: 07:00, 11:00, 15:00, eight
-candidates in ``benchmarks/results/intraday_selection.json``); ``--release-times config`` uses
-``planning.bake.release_times`` (06:00, 10:30, 14:00: ``--release-times config --name intraday_default`` wrote
-``intraday_default.json``). Forecasts come from the forecast cache (``data/intraday_fc`` unless
+Release times: by default ``planning.bake.release_times``, what the bake plan serves (07:00, 11:00, 15:00, chosen
+on the selection period among eight candidates, ``benchmarks/results/intraday_selection.json``; the earlier 06:00,
+10:30, 14:00: ``intraday_default.json``). Forecasts come from the forecast cache (``data/intraday_fc`` unless
 ``planning.simulation.forecast_cache`` is set): the first run of a period fits ``ours`` (~12 min), later ones ~2 min.
 """
 
@@ -29,7 +28,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SELECTED = "07:00,11:00,15:00"  # chosen on the selection period: most targets met, then the lowest total cost
 
 
 def write_chart(report: dict, path: Path) -> Path:
@@ -68,8 +66,8 @@ def main() -> int:
     ap.add_argument("--days", type=int, help="only the period's first N days")
     ap.add_argument("--seeds", type=int, help="demand seeds (default simulation.seeds)")
     ap.add_argument("--forecaster", default="ours", choices=("ours", "seasonal_naive"))
-    ap.add_argument("--release-times", default=SELECTED,
-                    help=f"comma-separated HH:MM (default {SELECTED}); 'config': planning.bake.release_times")
+    ap.add_argument("--release-times", default="config",
+                    help="comma-separated HH:MM (default 'config': planning.bake.release_times, what is served)")
     ap.add_argument("--cover", choices=("shelf_life", "next_release"), help="default planning.bake.cover")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--name", help="file stem (default intraday, or intraday_selection)")

@@ -354,7 +354,7 @@ class BakeConfig(_Section):
     """
 
     release_times: list[Annotated[str, Field(pattern=_HHMM)]] = Field(
-        default_factory=lambda: ["06:00", "10:30", "14:00"], min_length=1)  # local HH:MM when pieces go out
+        default_factory=lambda: ["07:00", "11:00", "15:00"], min_length=1)  # local HH:MM when pieces go out
     lead_minutes: int = Field(30, ge=0, le=720)  # minutes of thawing or baking before a release
     # the demand a release covers: until the next release, or until its pieces go stale (both end at closing)
     cover: str = Field("shelf_life", pattern="^(next_release|shelf_life)$")

@@ -12,8 +12,9 @@ Inputs, all as of the day before each replayed day (no look-ahead):
 * daily forecast: ``ours`` of the policy replay (``planning.simulate.OurForecasts``: the registered model's predict
   path ``DemandForecaster.forecast``, refit every ``simulation.refit_days``, re-forecast every day from the newest
   data, dispersion and window calibration fitted before the period), read from / written to the forecast cache;
-* hourly profile: the store x product x weekday shares of the hourly sales of the ``serving.hourly_lookback_days``
-  before the day (the serving's ``HourlyProfiles``; the store's profile when the product has none);
+* hourly profile: the hour-level model the API and the bake plan use (``forecasting.inventory.hourly_demand``:
+  store x product x weekday shares shrunk towards the store's and the product's shapes), fitted on every product's
+  hourly sales of the ``training.hourly.lookback_days`` before the day only;
 * truth: ``t_demand_truth.expected_qty`` x the store-day's ``t_demand_truth_hourly`` shares; demand per seed is drawn
   from it with the daily replay's dispersion (``simulation.truth_dispersion``) and seeds (``simulation.seed`` ..).
 """
@@ -42,6 +43,7 @@ from forecasting.evaluation.intraday import (
 )
 from forecasting.evaluation.metrics import mean_interval
 from forecasting.inventory.bake import BakeItem, parse_hhmm
+from forecasting.inventory.hourly_demand import fit_hourly_shares
 from forecasting.source.schema import SourceSchema
 from planning.inputs import read, read_table
 from planning.simulate import default_period, paired
@@ -81,39 +83,17 @@ def _forecasts(settings: Settings, engine: Engine, schema: SourceSchema, start: 
     return cached
 
 
-def _hourly_sales(settings: Settings, start: date, end: date, products: set[int]) -> pd.DataFrame:
+def _hourly_sales(settings: Settings, start: date, end: date) -> pd.DataFrame:
+    """Every product's hourly sales from ``training.hourly.lookback_days`` before ``start``: the hour-level model pools
+    the store's and the product's shapes, so it is fitted on all products, as the API's is."""
     from features.store import FeatureStore
 
     fs = FeatureStore(str(resolve_path(settings.features.out_dir)))
-    lb = settings.serving.hourly_lookback_days
+    lb = settings.training.hourly.lookback_days
     h = fs.read("hourly", start=start - timedelta(days=lb), end=end,
-                columns=["store_id", "product_id", "date", "local_hour", "qty"])
+                columns=["store_id", "product_id", "date", "local_hour", "qty", "censored"])
     h["date"] = pd.to_datetime(h["date"]).dt.date
-    return h[h["product_id"].isin(products)]
-
-
-class RecentProfiles:
-    """Share of a day's units per local hour by store x product x weekday, else by store x weekday, from hourly
-    sales rows (store_id, product_id, date, local_hour, qty): the serving's hourly profile of the weeks before a day
-    (``serving.hourly_lookback_days``), rebuilt here for each replayed day from the days before it only."""
-
-    def __init__(self, h: pd.DataFrame) -> None:
-        h = h.assign(dow=pd.to_datetime(h["date"]).dt.dayofweek)
-        self.by_product = self._shares(h, ["store_id", "product_id", "dow"])
-        self.by_store = self._shares(h, ["store_id", "dow"])
-
-    @staticmethod
-    def _shares(h: pd.DataFrame, keys: list[str]) -> dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]]:
-        g = h.groupby([*keys, "local_hour"], observed=True)["qty"].sum().reset_index()
-        out = {}
-        for k, part in g.groupby(keys, sort=False):
-            tot = float(part["qty"].sum())
-            if tot > 0:
-                out[tuple(int(x) for x in k)] = (part["local_hour"].to_numpy(int), part["qty"].to_numpy(float) / tot)
-        return out
-
-    def get(self, store: int, product: int, dow: int) -> tuple[np.ndarray, np.ndarray] | None:
-        return self.by_product.get((store, product, dow)) or self.by_store.get((store, dow))
+    return h
 
 
 def _metrics(acc: dict[str, float]) -> dict[str, float]:
@@ -169,13 +149,14 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
     share_of = {k: (g["local_hour"].to_numpy(int), g["share"].to_numpy(float))
                 for k, g in shares.groupby(["store_id", "date"])}
     popularity = truth.groupby(["store_id", "product_id"])["expected_qty"].mean().to_dict()
-    hourly = _hourly_sales(settings, start, end, pids)
+    hourly = _hourly_sales(settings, start, end)
     provider = _forecasts(settings, engine, schema, start, forecaster, say)
     stores = master.stores.set_index("store_id")
     acc = {(p, s): dict.fromkeys(SUMS, 0.0) for p in PLANS for s in seed_list}
     by_cat: dict[tuple[str, str], dict[str, float]] = {}  # (plan, category) summed over the seeds
     counts = {"store_days": 0, "item_days": 0, "item_days_without_forecast": 0}
-    lb = settings.serving.hourly_lookback_days
+    hcfg = settings.training.hourly
+    lb = hcfg.lookback_days
     day = start
     while day <= end:
         fc = provider(day)
@@ -183,7 +164,7 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
         fc_of = {(int(r.store_id), int(r.product_id)): (float(r.mean), float(r.dispersion))
                  for r in fc.itertuples(index=False)}
         past = hourly[(hourly["date"] < day) & (hourly["date"] >= day - timedelta(days=lb))]
-        prof = RecentProfiles(past) if len(past) else None
+        prof = fit_hourly_shares(past, hcfg.holdout_days) if len(past) else None  # the API's hour-level model
         for sid, g in truth[truth["date"] == day].groupby("store_id"):
             sid = int(sid)
             sh = share_of.get((sid, day))
@@ -250,7 +231,8 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
             "plans": {"daily_only": "daily newsvendor on the day's forecast (critical ratio margin/price), all out "
                                     "at opening",
                       "intraday": "inventory.bake.plan_day on the forecast x the store's hourly profile of the "
-                                  f"{settings.serving.hourly_lookback_days} days before the day",
+                                  f"{settings.training.hourly.lookback_days} days before the day "
+                                  "(forecasting.inventory.hourly_demand, as the API's)",
                       "oracle": "inventory.bake.plan_day on the true hourly means and dispersion"},
         },
         "units": "pieces and hours summed over stores x ready-food items x days; costs in $ (waste at unit cost + "

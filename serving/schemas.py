@@ -361,7 +361,7 @@ class BakePlanResponse(BaseModel):
     opening: str = doc("Store opening time (HH:MM, t_store.open_hour).", "07:00")
     closing: str = doc("Store closing time (HH:MM, t_store.close_hour).", "20:00")
     release_times: list[str] = doc("Release times used (HH:MM, planning.bake.release_times before closing).",
-                                   ["06:00", "10:30", "14:00"])
+                                   ["07:00", "11:00", "15:00"])
     hourly_basis: str = doc("Where the hourly demand comes from: 'profile' (the daily forecast times the store x "
                             "product x weekday hourly shares, forecasting.inventory.hourly_demand, as /forecast "
                             "hourly) or 'flat' (no profile).",

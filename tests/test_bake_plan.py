@@ -50,7 +50,7 @@ def test_engine_plan_tracks_the_cached_forecast(served):
     eng, st = served["engine"], served["engine"].state
     day = st.fc_first
     plan = eng.bake_plan(BakePlanRequest(store_id=1, date=day))
-    assert plan.items and plan.opening == "07:00" and plan.release_times[0] == "06:00"
+    assert plan.items and plan.opening == "07:00" and plan.release_times[0] == "07:00"
     assert plan.hourly_basis == "profile" and plan.warnings == []
     sf = st.forecasts[1]
     t = (day - sf.first).days
@@ -90,7 +90,7 @@ def test_store_page_shows_the_plan_table(served):
     plan = bake(1, day)
     assert "Thaw and bake plan" in html and "id=bake-plan" in html
     top = plan.items[0]
-    assert top.name in html and f"{top.releases[0].pieces} pc" in html and "start by 05:30" in html
+    assert top.name in html and f"{top.releases[0].pieces} pc" in html and "start by 06:30" in html
     assert html.count("class=bake-row") == sum(len(i.releases) for i in plan.items)
     assert "Expected waste" in html and "Expected lost sales" in html
     offers = [i.sell_down for i in plan.items if i.sell_down is not None]
