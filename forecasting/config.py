@@ -173,6 +173,9 @@ class LaunchConfig(_Section):
     enabled: bool = True
     factor: float = Field(1.0, gt=0, le=5)  # launch demand relative to the category's average product
     grace_days: int = Field(7, ge=0, le=56)  # launched this many days ago without a sale in a store: still cloned
+    # stores opening in the horizon (or up to grace_days ago) with no series: each product at its mean over the open
+    # stores times this (a new store ramps up); 0 = off
+    store_factor: float = Field(0.6, ge=0, le=5)
 
 
 class SelectionConfig(_Section):
