@@ -120,6 +120,9 @@ class ReplenishmentConfig(_Section):
     # perishables: the class service level is a floor under the newsvendor level (a stockout of one material blocks
     # every product of its recipes, which a per-material critical ratio does not price)
     perishable_service_floor: bool = True
+    # perishables: the share of deliveries that arrive a day late (the supplier's record); that share of the window's
+    # sample paths runs a day longer (the next delivery late), so the newsvendor prices the miss. 0 = off
+    late_delivery_rate: float = Field(0.0, ge=0.0, le=0.5)
     default_class: str = "ambient"
     classes: dict[str, ClassPolicy] = Field(default_factory=_default_classes)
     # Class of every material of a supplier (e.g. the bakery's -> food) when t_material has no class column.

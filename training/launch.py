@@ -36,6 +36,7 @@ def launch_means(frame: ModelFrame, means: pd.DataFrame, h: int, cfg: LaunchConf
     last = pd.Timestamp(frame.last_date)
     end = last + pd.Timedelta(days=h)
     have = set(zip(frame.df["store_id"].astype(int), frame.df["product_id"].astype(int), strict=True))
+    have |= set(zip(means["store_id"].astype(int), means["product_id"].astype(int), strict=True))  # new-store rows
     category = {int(p["product_id"]): p.get("category") for p in menu}
     m = means.assign(category=means["product_id"].astype(int).map(category))
     like = m.dropna(subset=["category"]).groupby(["store_id", "category", "ds"])["mean"].mean()
