@@ -329,3 +329,13 @@ def test_a_late_delivery_rate_widens_perishable_windows_only():
         assert late[(1, m)].demand_quantile == pytest.approx(base[(1, m)].demand_quantile)
     again = by_key(run(w, cfg=ReplenishmentConfig(n_samples=600, late_delivery_rate=0.3)))
     assert again[(1, CROISSANT)].demand_quantile == late[(1, CROISSANT)].demand_quantile  # seeded
+
+
+def test_late_paths_do_not_depend_on_the_other_stores_proposed():
+    w = world()
+    cfg = ReplenishmentConfig(n_samples=600, late_delivery_rate=0.3)
+    both = by_key(run(w, cfg=cfg))
+    one = dict(w, forecasts=w["forecasts"][w["forecasts"]["store_id"] == 2])
+    alone = by_key(run(one, cfg=cfg))
+    assert alone[(2, CROISSANT)].demand_quantile == both[(2, CROISSANT)].demand_quantile
+    assert alone[(2, MILK)].demand_quantile == both[(2, MILK)].demand_quantile

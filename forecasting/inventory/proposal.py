@@ -144,7 +144,7 @@ def _totals(
 def _late_paths(ms: MaterialSamples, prot: np.ndarray, pols: list[MaterialPolicy], wins: list[OrderWindow],
                 config: ReplenishmentConfig) -> np.ndarray:
     """Protection-window totals (S, M, N) with a late next delivery priced for perishables: on a share
-    ``late_delivery_rate`` of the sample paths (drawn per store x material x path, seeded) the window runs one day
+    ``late_delivery_rate`` of the sample paths (seeded per store x material) the window runs one day
     longer, so the stock this order must hold covers that day too.
 
     Why only perishables: their level is a newsvendor trade-off the miss shifts (a late bakery truck empties the
@@ -156,8 +156,12 @@ def _late_paths(ms: MaterialSamples, prot: np.ndarray, pols: list[MaterialPolicy
         return prot
     ends = [w.window_end for w in wins]
     extra, _, _, _ = _totals(ms, ends, [e + timedelta(days=1) for e in ends])
-    late = np.random.default_rng([config.seed, 17]).random(prot.shape) < rate
-    return prot + np.where(late & perish[None, :, None], extra, 0.0)
+    late = np.zeros(prot.shape, dtype=bool)
+    for si, s in enumerate(ms.store_ids):  # keyed by store x material: a store's line is the same whichever stores
+        for mi in np.nonzero(perish)[0]:  # are proposed with it (the API's one store, the plan's all)
+            late[si, mi] = np.random.default_rng([config.seed, 17, int(s), int(ms.material_ids[mi])]).random(
+                prot.shape[-1]) < rate
+    return prot + np.where(late, extra, 0.0)
 
 
 def _series_index(frame: pd.DataFrame) -> dict[tuple[int, int], np.ndarray]:
