@@ -120,6 +120,9 @@ class ReplenishmentConfig(_Section):
     # perishables: the class service level is a floor under the newsvendor level (a stockout of one material blocks
     # every product of its recipes, which a per-material critical ratio does not price)
     perishable_service_floor: bool = True
+    # perishables: the share of deliveries that arrive a day late (the supplier's record); that share of the window's
+    # sample paths runs a day longer (the next delivery late), so the newsvendor prices the miss. 0 = off
+    late_delivery_rate: float = Field(0.0, ge=0.0, le=0.5)
     default_class: str = "ambient"
     classes: dict[str, ClassPolicy] = Field(default_factory=_default_classes)
     # Class of every material of a supplier (e.g. the bakery's -> food) when t_material has no class column.
@@ -173,6 +176,9 @@ class LaunchConfig(_Section):
     enabled: bool = True
     factor: float = Field(1.0, gt=0, le=5)  # launch demand relative to the category's average product
     grace_days: int = Field(7, ge=0, le=56)  # launched this many days ago without a sale in a store: still cloned
+    # stores opening in the horizon (or up to grace_days ago) with no series: each product at its mean over the open
+    # stores times this (a new store ramps up); 0 = off
+    store_factor: float = Field(0.6, ge=0, le=5)
 
 
 class SelectionConfig(_Section):

@@ -390,8 +390,12 @@ class _FrameForecasts:
         """Policy-contract rows: keys, segment (as of ``seg_cutoff``, refreshed weekly) and its dispersion."""
         from training.batch import with_uncertainty
 
-        out = means.rename(columns={col: "mean"}).merge(self.keys, left_on="unique_id", right_index=True)
-        out["segment"] = out["unique_id"].map(self.segments(seg_cutoff)).fillna("new_product")
+        out = means.rename(columns={col: "mean", "segment": "own_segment"}).merge(
+            self.keys, left_on="unique_id", right_index=True)
+        seg = out["unique_id"].map(self.segments(seg_cutoff))
+        if "own_segment" in out:  # a series with no history yet keeps the forecaster's segment (new_store, ...)
+            seg = seg.fillna(out.pop("own_segment"))
+        out["segment"] = seg.fillna("new_product")
         return with_uncertainty(out, params, last if last is not None else seg_cutoff, [])
 
 
@@ -540,7 +544,8 @@ class OurForecasts(_FrameForecasts):
     def _means(model, frame, h: int) -> pd.DataFrame:
         from training.batch import forecast_means
 
-        return forecast_means(model, frame, h)[["unique_id", "ds", "mean"]].rename(columns={"mean": "final"})
+        return forecast_means(model, frame, h)[["unique_id", "ds", "segment", "mean"]].rename(
+            columns={"mean": "final"})
 
     def _fit(self, cutoff: pd.Timestamp):
         from training.forecaster import DemandForecaster

@@ -317,3 +317,25 @@ def test_stock_expiring_before_the_delivery_covers_only_the_days_until_then():
              status="received")])
     mixed = by_key(run(w))[(1, MILK)]
     assert 20000.0 + 25000.0 < mixed.on_hand_used < 20000.0 + 33000.0  # fresh + Tuesday's median sales of the rest
+
+
+def test_a_late_delivery_rate_widens_perishable_windows_only():
+    w = world()
+    base = by_key(run(w))
+    late = by_key(run(w, cfg=ReplenishmentConfig(n_samples=600, late_delivery_rate=0.3)))
+    for m in (MILK, CROISSANT):  # a share of the paths runs a day longer: the window quantile rises
+        assert late[(1, m)].demand_quantile > base[(1, m)].demand_quantile
+    for m in (BEANS, CUPS):  # shelf-stable: unchanged
+        assert late[(1, m)].demand_quantile == pytest.approx(base[(1, m)].demand_quantile)
+    again = by_key(run(w, cfg=ReplenishmentConfig(n_samples=600, late_delivery_rate=0.3)))
+    assert again[(1, CROISSANT)].demand_quantile == late[(1, CROISSANT)].demand_quantile  # seeded
+
+
+def test_late_paths_do_not_depend_on_the_other_stores_proposed():
+    w = world()
+    cfg = ReplenishmentConfig(n_samples=600, late_delivery_rate=0.3)
+    both = by_key(run(w, cfg=cfg))
+    one = dict(w, forecasts=w["forecasts"][w["forecasts"]["store_id"] == 2])
+    alone = by_key(run(one, cfg=cfg))
+    assert alone[(2, CROISSANT)].demand_quantile == both[(2, CROISSANT)].demand_quantile
+    assert alone[(2, MILK)].demand_quantile == both[(2, MILK)].demand_quantile

@@ -236,11 +236,13 @@ class DemandForecaster:
                  stats: pd.DataFrame | None = None, ids: list[str] | None = None,
                  segments: pd.Series | None = None, sparse: set[str] | None = None) -> pd.DataFrame:
         """The one predict path: components of ``ids`` after ``frame``'s last day -> the final mean (``final_mean``),
-        launches cloned from like items, the predictive distribution (``attach_uncertainty``, with the window
-        calibration). Rows ``unique_id, store_id, product_id, ds, segment, mean, dispersion, shared_dispersion,
-        [store_dispersion], q..``. ``lgbm``/``stats`` are the component forecasts (computed by the caller: the
-        fitted models here, the fitted trees on newer data in the batch, on Dask in the distributed batch)."""
-        from training.launch import launch_means
+        stores opening with no series from the open stores' mean (``new_store_means``, before the launches, so a
+        launch is cloned into a new store too), launches cloned from like items, the predictive distribution
+        (``attach_uncertainty``, with the window calibration). Rows ``unique_id, store_id, product_id, ds, segment,
+        mean, dispersion, shared_dispersion, [store_dispersion], q..``. ``lgbm``/``stats`` are the component
+        forecasts (computed by the caller: the fitted models here, the fitted trees on newer data in the batch, on
+        Dask in the distributed batch)."""
+        from training.launch import launch_means, new_store_means
 
         h = h or self.cfg.horizon
         ids = ids if ids is not None else active_series(frame.df, frame.last_date, self.cfg.dead_days)
@@ -251,6 +253,9 @@ class DemandForecaster:
             parts["sparse"] = parts["unique_id"].isin(sparse)
         out = parts[["unique_id", "ds", "segment", "store_id", "product_id"]].assign(
             mean=final_mean(parts, self.weights))
+        stores = new_store_means(frame, out, h, self.cfg.launch)  # opening soon (or just opened), no series yet
+        if len(stores):
+            out = pd.concat([out, stores], ignore_index=True)
         launches = launch_means(frame, out, h, self.cfg.launch)  # on the menu soon, no series yet
         if len(launches):
             out = pd.concat([out, launches], ignore_index=True)

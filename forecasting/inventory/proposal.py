@@ -141,6 +141,29 @@ def _totals(
     return tot * scale[None, :, None], mean * scale[None, :], wanted, covered
 
 
+def _late_paths(ms: MaterialSamples, prot: np.ndarray, pols: list[MaterialPolicy], wins: list[OrderWindow],
+                config: ReplenishmentConfig) -> np.ndarray:
+    """Protection-window totals (S, M, N) with a late next delivery priced for perishables: on a share
+    ``late_delivery_rate`` of the sample paths (seeded per store x material) the window runs one day
+    longer, so the stock this order must hold covers that day too.
+
+    Why only perishables: their level is a newsvendor trade-off the miss shifts (a late bakery truck empties the
+    shelf for a day); shelf-stable materials hold days of stock at 0.998 that a one-day slip does not reach.
+    """
+    rate = config.late_delivery_rate
+    perish = np.array([p.basis == "newsvendor" for p in pols])
+    if rate <= 0 or not perish.any():
+        return prot
+    ends = [w.window_end for w in wins]
+    extra, _, _, _ = _totals(ms, ends, [e + timedelta(days=1) for e in ends])
+    late = np.zeros(prot.shape, dtype=bool)
+    for si, s in enumerate(ms.store_ids):  # keyed by store x material: a store's line is the same whichever stores
+        for mi in np.nonzero(perish)[0]:  # are proposed with it (the API's one store, the plan's all)
+            late[si, mi] = np.random.default_rng([config.seed, 17, int(s), int(ms.material_ids[mi])]).random(
+                prot.shape[-1]) < rate
+    return prot + np.where(late, extra, 0.0)
+
+
 def _series_index(frame: pd.DataFrame) -> dict[tuple[int, int], np.ndarray]:
     if frame is None or frame.empty:
         return {}
@@ -265,6 +288,7 @@ def precompute_window_demand(
     if (prot_cov == 0).any():
         bad = material_ids[prot_cov == 0][:10].tolist()
         raise DataError(f"forecasts do not cover the protection window from {order_date} (materials {bad})")
+    prot = _late_paths(ms, prot, pols, wins, config)
     pre, _, _, _ = _totals(ms, [order_date] * len(wins), [w.delivery_date for w in wins])
     shelf_tot, _, shelf_days, shelf_cov = _totals(ms, [w.delivery_date for w in wins], shelf_end)
 
