@@ -305,7 +305,9 @@ class SimulationConfig(_Section):
     weeks: int = Field(8, ge=1, le=52)  # default period: the last weeks of the history
     policies: list[str] = Field(default_factory=lambda: ["ours", "incumbent", "seasonal_naive", "oracle"])
     demand: str = Field("auto", pattern="^(auto|truth|sales)$")  # auto: sampled latent truth when present
-    truth_dispersion: float = Field(1 / 12, ge=0)  # NB alpha of the latent truth's daily noise (generator: 1/k)
+    # NB alpha of the latent truth's daily noise; None: the source's own (``truth_nb_alpha`` in its meta table, which
+    # the generator writes per scenario: 1/12 default, 0.105 realistic), else 1/12 (planning.inputs)
+    truth_dispersion: float | None = Field(None, ge=0)
     seed: int = 101  # first demand seed (seed 7 was the one the settings were tuned on: not reported)
     seeds: int = Field(5, ge=1, le=50)  # demand seeds seed .. seed + seeds - 1; policies compared paired over them
     delivery_risk: bool = True  # late and short deliveries at the rates the source's own orders show

@@ -13,9 +13,32 @@ from datetime import date, timedelta
 import pandas as pd
 from sqlalchemy import Engine, or_, select
 
+from forecasting.config import Settings
 from forecasting.errors import DataError
 from forecasting.source.db import existing_tables
 from forecasting.source.schema import SourceSchema
+
+DEFAULT_TRUTH_DISPERSION = 1 / 12  # the default catalog's nb_dispersion 12
+
+
+def with_truth_dispersion(settings: Settings, engine: Engine, schema: SourceSchema) -> Settings:
+    """``settings`` with ``planning.simulation.truth_dispersion`` resolved: the configured value, else the source's
+    ``truth_nb_alpha`` (what the generator drew the history with: a realistic history is noisier than the
+    default), else 1/12. Why: replayed demand must be as noisy as the history it stands for."""
+    sim = settings.planning.simulation
+    if sim.truth_dispersion is not None:
+        return settings
+    alpha = DEFAULT_TRUTH_DISPERSION
+    if "meta" in existing_tables(engine, schema):
+        t = schema["meta"]
+        with engine.connect() as conn:
+            row = conn.execute(select(t.c.value).where(t.c.key == "truth_nb_alpha")).first()
+        try:
+            alpha = float(row[0]) if row is not None else alpha
+        except (TypeError, ValueError):
+            pass  # an unreadable value: the default, as for a source without it
+    planning = settings.planning.model_copy(update={"simulation": sim.model_copy(update={"truth_dispersion": alpha})})
+    return settings.model_copy(update={"planning": planning})
 
 
 @dataclass

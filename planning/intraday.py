@@ -45,7 +45,7 @@ from forecasting.evaluation.metrics import mean_interval
 from forecasting.inventory.bake import BakeItem, parse_hhmm
 from forecasting.inventory.hourly_demand import fit_hourly_shares
 from forecasting.source.schema import SourceSchema
-from planning.inputs import read, read_table
+from planning.inputs import read, read_table, with_truth_dispersion
 from planning.simulate import default_period, paired
 
 PLANS = ("daily_only", "intraday", "oracle")
@@ -112,6 +112,7 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
     ``simulation.weeks`` weeks; ``period='selection'``: the same number of weeks before it, the only period on which
     settings such as ``release_times`` or ``cover`` may be chosen); ``days`` keeps the period's first days."""
     say = progress or (lambda _m: None)
+    settings = with_truth_dispersion(settings, engine, schema)
     sim, bake = settings.planning.simulation, settings.planning.bake
     t0 = time.perf_counter()
     start, end = default_period(engine, schema, sim.weeks, start, end)

@@ -41,7 +41,7 @@ from forecasting.inventory.proposal import WindowDemand, precompute_window_deman
 from forecasting.inventory.schedule import DeliverySchedule, order_window
 from forecasting.source.db import existing_tables
 from forecasting.source.schema import SourceSchema
-from planning.inputs import read, read_table
+from planning.inputs import read, read_table, with_truth_dispersion
 
 POLICIES = ("ours", "incumbent", "seasonal_naive", "oracle")
 HORIZON = 14
@@ -176,7 +176,7 @@ def build_world(
     features_dir: str | Path | None = None,
 ) -> World:
     """Read and assemble everything the replay needs for [start, end]."""
-    sim = settings.planning.simulation
+    sim = with_truth_dispersion(settings, engine, schema).planning.simulation
     have = set(existing_tables(engine, schema))
     materials = read_table(engine, schema, "materials")
     bom = read_table(engine, schema, "bom")
@@ -1071,6 +1071,7 @@ def run_simulation(
     Policies run in ``simulation.workers`` forked processes (the slowest, ``ours``, first) on one shared world.
     """
     say = progress or (lambda _m: None)
+    settings = with_truth_dispersion(settings, engine, schema)
     sim = settings.planning.simulation
     t0 = time.perf_counter()
     start, end = default_period(engine, schema, sim.weeks, start, end)

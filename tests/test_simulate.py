@@ -224,3 +224,24 @@ def test_simulate_cli_json_with_overrides_value_added(world, tmp_path):
     code, _, err = run_cli("simulate", "--start", "2025-11-30", "--end", "2025-11-01", "--db", url, "--config",
                            str(world.config))
     assert code == 2 and "is after" in err
+
+
+def test_replay_noise_is_the_sources_own(tmp_path):
+    """``planning.simulation.truth_dispersion: null`` reads the source's ``truth_nb_alpha`` (a realistic history is
+    noisier than the default); a configured value wins; a source without it gets 1/12."""
+    from forecasting.source.db import make_engine
+    from forecasting.source.schema import build_schema
+    from planning.inputs import DEFAULT_TRUTH_DISPERSION, with_truth_dispersion
+
+    schema = build_schema()
+    engine = make_engine(f"sqlite:///{tmp_path / 'src.db'}")
+    schema.metadata.create_all(engine)
+    s = load_settings(environ={})
+    assert s.planning.simulation.truth_dispersion is None
+    got = with_truth_dispersion(s, engine, schema).planning.simulation.truth_dispersion
+    assert got == pytest.approx(DEFAULT_TRUTH_DISPERSION)
+    with engine.begin() as conn:
+        conn.execute(insert(schema["meta"]).values(key="truth_nb_alpha", value="0.105"))
+    assert with_truth_dispersion(s, engine, schema).planning.simulation.truth_dispersion == pytest.approx(0.105)
+    fixed = load_settings(environ={"REPLENISH__PLANNING__SIMULATION__TRUTH_DISPERSION": "0.2"})
+    assert with_truth_dispersion(fixed, engine, schema).planning.simulation.truth_dispersion == pytest.approx(0.2)
