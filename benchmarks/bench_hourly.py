@@ -50,10 +50,7 @@ def main() -> int:
     panel = fs.read("hourly", start=first.date(), end=last.date(),
                     columns=["store_id", "product_id", "date", "local_hour", "qty", "censored"])
     panel["date"] = pd.to_datetime(panel["date"])
-    url = a.db or s.source.url
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        url = f"sqlite:///{resolve_path(url.removeprefix('sqlite:///'))}"
-    engine, schema = open_source(url, s.source.tables, s.source.connect_timeout_s, readonly=True)
+    engine, schema = open_source(a.db or s.source.url, s.source.tables, s.source.connect_timeout_s, readonly=True)
     with engine.connect() as conn:
         t, d = schema["demand_truth_hourly"], schema["demand_truth"]
         th = pd.read_sql(select(t).where(t.c.date > first.date()), conn)

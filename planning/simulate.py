@@ -175,8 +175,9 @@ def build_world(
     end: date,
     features_dir: str | Path | None = None,
 ) -> World:
-    """Read and assemble everything the replay needs for [start, end]."""
-    sim = with_truth_dispersion(settings, engine, schema).planning.simulation
+    """Read and assemble everything the replay needs for [start, end] (``settings`` as ``run_simulation`` resolved
+    them: the truth's dispersion read from the source)."""
+    sim = settings.planning.simulation
     have = set(existing_tables(engine, schema))
     materials = read_table(engine, schema, "materials")
     bom = read_table(engine, schema, "bom")

@@ -29,13 +29,9 @@ import pandas as pd
 
 from forecasting.config import HourlyConfig
 from forecasting.inventory.hourly_demand import HourlyShares, fit_hourly_shares, hourly_quantiles, raw_shares
+from training.blend import pinball
 
 KEYS = ["store_id", "product_id", "ds", "local_hour"]
-
-
-def _pinball(y: np.ndarray, q_pred: np.ndarray, q: float) -> np.ndarray:
-    d = y - q_pred
-    return np.maximum(q * d, (q - 1.0) * d)
 
 
 def score_hourly(df: pd.DataFrame, cols: dict[str, tuple[str, str]], quantiles: list[float]) -> dict[str, dict]:
@@ -47,7 +43,7 @@ def score_hourly(df: pd.DataFrame, cols: dict[str, tuple[str, str]], quantiles: 
     for name, (mcol, acol) in cols.items():
         mu, alpha = df[mcol].to_numpy(float), df[acol].to_numpy(float)
         qv = hourly_quantiles(mu, alpha, sorted({0.5, *quantiles}))
-        pin = [float(_pinball(y, qv[q], q).sum()) / total for q in quantiles] if total > 0 else [np.nan]
+        pin = [float(pinball(y, qv[q], q).sum()) / total for q in quantiles] if total > 0 else [np.nan]
         out[name] = {
             "wape": float(np.abs(qv[0.5] - y).sum() / total) if total > 0 else np.nan,
             "wape_mean": float(np.abs(mu - y).sum() / total) if total > 0 else np.nan,

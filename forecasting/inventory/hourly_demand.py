@@ -133,7 +133,7 @@ def _shapes(counts: np.ndarray, open_: np.ndarray, k_store: float, k_prod: float
     chain_open = open_.any(axis=0)  # (7, 24)
     chain = _normalise(counts.sum(axis=(0, 1)) + 0.5 * chain_open, chain_open)  # an open hour is never certain 0
     sc = counts.sum(axis=1)  # (S, 7, 24)
-    store = _normalise((sc + k_store * chain[None]) / 1.0, open_)
+    store = _normalise(sc + k_store * chain[None], open_)
     pc = counts.sum(axis=0)  # (P, 7, 24)
     prod = (pc + k_prod * chain[None]) / np.maximum(pc.sum(-1, keepdims=True) + k_prod, _TINY)
     tilt = np.divide(prod, chain[None], out=np.ones_like(prod), where=chain[None] > 0)
