@@ -366,6 +366,9 @@ class BakeConfig(_Section):
     lead_minutes: int = Field(30, ge=0, le=720)  # minutes of thawing or baking before a release
     # the demand a release covers: until the next release, or until its pieces go stale (both end at closing)
     cover: str = Field("shelf_life", pattern="^(next_release|shelf_life)$")
+    # what the store does at a release: fill the shelf up to its target counting the fresh pieces it has (top_up),
+    # or put out the planned pieces whatever the shelf holds (fixed)
+    rule: str = Field("top_up", pattern="^(top_up|fixed)$")
     default_shelf_hours: float = Field(8.0, gt=0, le=72)  # hours a piece sells after thaw/bake (other categories)
     shelf_hours_by_category: dict[str, float] = Field(  # product category -> hours after thaw/bake
         default_factory=lambda: {"Bakery": 8.0, "Food": 12.0})

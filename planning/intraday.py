@@ -107,7 +107,7 @@ def _metrics(acc: dict[str, float]) -> dict[str, float]:
 def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start: date | None = None,
                  end: date | None = None, *, period: str = "reported", days: int | None = None,
                  seeds: int | None = None, forecaster: str = "ours", release_times: list[str] | None = None,
-                 cover: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+                 cover: str | None = None, rule: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """Replay ready food hour by hour over the period (default: the daily replay's reported period, the last
     ``simulation.weeks`` weeks; ``period='selection'``: the same number of weeks before it, the only period on which
     settings such as ``release_times`` or ``cover`` may be chosen); ``days`` keeps the period's first days."""
@@ -125,6 +125,7 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
         end = min(end, start + timedelta(days=days - 1))
     times = [parse_hhmm(x) for x in (release_times or bake.release_times)]
     cover = cover or bake.cover
+    rule = rule or bake.rule
     n_seeds = seeds or sim.seeds
     seed_list = [sim.seed + k for k in range(n_seeds)]
     slot_h = bake.slot_minutes / 60
@@ -193,8 +194,8 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
             kw = {"n_samples": bake.n_samples, "seed": pseed, "slot_minutes": bake.slot_minutes}
             plans: dict[str, DayPlan] = {
                 "daily_only": daily_only_plan(fc_items, open_h, close_h, **kw),
-                "intraday": release_plan(fc_items, times, open_h, close_h, cover=cover, **kw),
-                "oracle": release_plan(true_items, times, open_h, close_h, cover=cover, **kw),
+                "intraday": release_plan(fc_items, times, open_h, close_h, cover=cover, rule=rule, **kw),
+                "oracle": release_plan(true_items, times, open_h, close_h, cover=cover, rule=rule, **kw),
             }
             for s in seed_list:
                 draw = draw_day(true_h, alpha, open_h, close_h, slot_h, seed=s * 1_000_003 + sid * 10_007
@@ -227,7 +228,8 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
                    "ready_food_items": len(pids)} | counts,
         "protocol": {
             "demand_seeds": seed_list, "truth_dispersion": alpha, "slot_minutes": bake.slot_minutes,
-            "release_times": release_times or bake.release_times, "cover": cover, "substitution_share": share,
+            "release_times": release_times or bake.release_times, "cover": cover, "rule": rule,
+            "substitution_share": share,
             "forecaster": forecaster,
             "plans": {"daily_only": "daily newsvendor on the day's forecast (critical ratio margin/price), all out "
                                     "at opening",

@@ -56,10 +56,13 @@ class ReplayItem:
 
 @dataclass(frozen=True)
 class DayPlan:
-    """Pieces per item and release: ``pieces`` (items, releases) whole pieces at ``times`` (local hours)."""
+    """Pieces per item and release: ``pieces`` (items, releases) whole pieces at ``times`` (local hours); with
+    ``targets`` (items, releases) the store fills the shelf up to the target at each release, counting the fresh
+    pieces it has then (``inventory.bake``'s ``top_up`` rule), and ``pieces`` is only what the plan expected."""
 
     times: tuple[float, ...]
     pieces: np.ndarray
+    targets: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,7 @@ def replay_day(items: list[ReplayItem], plan: DayPlan, draw: DayDraw, open_hour:
     order = np.argsort(plan.times, kind="stable")  # batches oldest first: FIFO is batch order
     times = [float(plan.times[k]) for k in order]
     pieces = pieces[:, order]
+    targets = None if plan.targets is None else np.asarray(plan.targets, dtype=np.int64).reshape(n_i, -1)[:, order]
     k = len(times)
     start = [slot_of(t, open_hour, slot_h, slots) for t in times]
     expiry = np.array([[max(slot_of(t + max(it.shelf_hours, 0.0), open_hour, slot_h, slots), s)
@@ -148,10 +152,16 @@ def replay_day(items: list[ReplayItem], plan: DayPlan, draw: DayDraw, open_hour:
     unmet_slots = np.zeros(n_i, np.int64)
     like = np.array([it.like for it in items], dtype=np.int64)
     share = min(max(substitution_share, 0.0), 1.0)
+    released = np.zeros(n_i, np.int64)
     for t in range(slots):
         for b in range(k):
             if start[b] == t:
-                stock[:, b] += pieces[:, b]
+                if targets is None:
+                    put = pieces[:, b]
+                else:  # fill up to the target, counting the pieces still fresh now
+                    put = np.maximum(targets[:, b] - (stock * (expiry > t)).sum(axis=1), 0)
+                stock[:, b] += put
+                released += put
         gone = expiry <= t
         wasted += (stock * gone).sum(axis=1)
         stock[gone] = 0
@@ -180,7 +190,7 @@ def replay_day(items: list[ReplayItem], plan: DayPlan, draw: DayDraw, open_hour:
     cost = np.array([max(it.unit_cost, 0.0) for it in items])
     margin = np.array([it.margin for it in items])
     diff = np.array([margin[i] - margin[it.like] if it.like >= 0 else 0.0 for i, it in enumerate(items)])
-    return DayOutcome(released=pieces.sum(axis=1), demand=demand.sum(axis=1), sold=sold, sold_as_substitute=as_sub,
+    return DayOutcome(released=released, demand=demand.sum(axis=1), sold=sold, sold_as_substitute=as_sub,
                       substituted=subst, lost=lost, wasted=wasted, stockout_hours=out_slots * slot_h,
                       unmet_hours=unmet_slots * slot_h, waste_usd=wasted * cost,
                       lost_margin_usd=lost * margin + subst * diff)
@@ -200,18 +210,22 @@ def daily_only_plan(items: list[BakeItem], open_hour: float, close_hour: float, 
 
 
 def release_plan(items: list[BakeItem], release_times: list[float], open_hour: float, close_hour: float,
-                 n_samples: int = 1000, seed: int = 0, slot_minutes: int = 15, cover: str = "shelf_life") -> DayPlan:
+                 n_samples: int = 1000, seed: int = 0, slot_minutes: int = 15, cover: str = "shelf_life",
+                 rule: str = "top_up") -> DayPlan:
     """The thaw and bake plan (``inventory.bake.plan_day``): pieces per release time from hourly means; the
-    intraday plan gets forecast hourly means, the oracle the true ones."""
+    intraday plan gets forecast hourly means, the oracle the true ones. ``rule='top_up'``: the replay fills the shelf
+    up to each release's target, as the plan tells the store."""
     plan = plan_day(items, release_times, open_hour, close_hour, n_samples=n_samples, seed=seed,
-                    slot_minutes=slot_minutes, cover=cover)
-    return DayPlan(tuple(float(t) for t in plan.release_times), _pieces(plan, len(items), len(plan.release_times)))
+                    slot_minutes=slot_minutes, cover=cover, rule=rule)
+    k = len(plan.release_times)
+    return DayPlan(tuple(float(t) for t in plan.release_times), _pieces(plan, len(items), k),
+                   _pieces(plan, len(items), k, "shelf_target") if rule == "top_up" else None)
 
 
-def _pieces(plan, n_items: int, k: int) -> np.ndarray:
+def _pieces(plan, n_items: int, k: int, field: str = "pieces") -> np.ndarray:
     out = np.zeros((n_items, k), dtype=np.int64)
     for i, it in enumerate(plan.items):
-        out[i] = [r.pieces for r in it.releases]
+        out[i] = [getattr(r, field) for r in it.releases]
     return out
 
 

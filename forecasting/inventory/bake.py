@@ -154,14 +154,21 @@ def simulate_demand(means: np.ndarray, dispersion: np.ndarray, n: int, seed: int
 
 def plan_day(items: list[BakeItem], release_times: list[float], open_hour: float, close_hour: float,
              lead_hours: float = 0.5, sell_down: SellDownSettings | None = None, n_samples: int = 1000,
-             seed: int = 0, slot_minutes: int = 15, cover: str = "shelf_life") -> BakePlan:
+             seed: int = 0, slot_minutes: int = 15, cover: str = "shelf_life", rule: str = "top_up") -> BakePlan:
     """The day's plan for every item: whole pieces per release, expected sales, waste and lost sales, reasons.
 
     ``cover``: the demand each release's newsvendor covers: until its pieces go stale (``shelf_life``, the
     default of ``planning.bake.cover``: what they can still sell, pooling slow items' demand) or only until the next
-    release (``next_release``); either ends at closing."""
+    release (``next_release``); either ends at closing.
+
+    ``rule``: what the store does at each release. ``top_up`` (the default): it fills the shelf up to the release's
+    shelf target, counting the fresh pieces it actually has then, so a slow morning puts out fewer pieces at 11:00
+    and a busy one more; ``pieces`` is then the expected number put out. ``fixed``: it puts out the planned pieces
+    whatever the shelf holds."""
     if cover not in ("next_release", "shelf_life"):
         raise ValueError(f"cover {cover!r}: next_release or shelf_life")
+    if rule not in ("top_up", "fixed"):
+        raise ValueError(f"rule {rule!r}: top_up or fixed")
     if close_hour <= open_hour:
         raise ValueError(f"closing {hhmm(close_hour)} is not after opening {hhmm(open_hour)}")
     slot_h = slot_minutes / 60
@@ -183,14 +190,15 @@ def plan_day(items: list[BakeItem], release_times: list[float], open_hour: float
         w0 = _slot_of(close_hour - sell_down.hours_before_close, open_hour, slot_h, n_slots)
         lam = max(sell_down.lift, 0.0) * level * means[:, w0:].sum(axis=1)[:, None]
         extra = np.random.default_rng(seed + 1).poisson(lam)
-    return _plan(items, plan, used, demand, extra, means, slot_h, n_slots, lead_hours, sell_down, cover)
+    return _plan(items, plan, used, demand, extra, means, slot_h, n_slots, lead_hours, sell_down, cover, rule)
 
 
 def _slot_of(t: float, open_hour: float, slot_h: float, n_slots: int) -> int:
     return int(min(max(math.ceil((t - open_hour) / slot_h - 1e-9), 0), n_slots))
 
 
-def _plan(items, plan: BakePlan, used, demand, extra, means, slot_h, n_slots, lead_hours, sd, cover) -> BakePlan:
+def _plan(items, plan: BakePlan, used, demand, extra, means, slot_h, n_slots, lead_hours, sd, cover,
+          rule) -> BakePlan:
     n_items, n = demand.shape[:2]
     open_h, close_h = plan.open_hour, plan.close_hour
     starts = [_slot_of(t, open_h, slot_h, n_slots) for t in used]
@@ -228,13 +236,18 @@ def _plan(items, plan: BakePlan, used, demand, extra, means, slot_h, n_slots, le
         # the shelf target: the covered demand's quantile at each item's critical ratio (inverted CDF) ...
         rank = np.clip(np.ceil(cr * n).astype(int) - 1, 0, n - 1)
         target[:, j] = np.where(cr > 0, np.take_along_axis(np.sort(covered, axis=1), rank[:, None], axis=1)[:, 0], 0)
-        # ... less the fresh pieces expected on the shelf then, in whole pieces
-        pieces[:, j] = np.maximum(np.floor(target[:, j] - fresh.mean(axis=1) + 0.5), 0).astype(np.int64)
+        # ... less the fresh pieces on the shelf then: on each path (top_up) or expected (fixed), in whole pieces
+        if rule == "top_up":
+            put = np.maximum(target[:, j][:, None] - fresh, 0).astype(np.int32)
+            pieces[:, j] = np.floor(put.mean(axis=1) + 0.5).astype(np.int64)
+        else:
+            pieces[:, j] = np.maximum(np.floor(target[:, j] - fresh.mean(axis=1) + 0.5), 0).astype(np.int64)
+            put = np.broadcast_to(pieces[:, j][:, None], (n_items, n))
         carried[:, j] = fresh.mean(axis=1)
         until[:, j] = np.minimum(open_h + ends * slot_h, close_h)
         mcum = np.concatenate([np.zeros((n_items, 1)), np.cumsum(means[:, s0:], axis=1)], axis=1)
         dmean[:, j] = mcum[np.arange(n_items), ends - s0]
-        stock[:, :, j] = pieces[:, j][:, None]
+        stock[:, :, j] = put
         for t in range(s0, s1):
             if sd_slot is not None and t == sd_slot:
                 at_sd = stock.copy()
@@ -256,7 +269,7 @@ def _plan(items, plan: BakePlan, used, demand, extra, means, slot_h, n_slots, le
                 expected_waste=round(w, 2), expected_lost=round(lo, 2), waste_usd=round(float(w * cost[i]), 2),
                 lost_margin_usd=round(float(lo * margin[i]), 2), service_level=round(float(cr[i]), 3),
                 reason=_reason(it, t, int(pieces[i, j]), int(target[i, j]), float(dmean[i, j]),
-                               float(carried[i, j]), float(until[i, j]), j == 0 and t > open_h),
+                               float(carried[i, j]), float(until[i, j]), j == 0 and t > open_h, rule),
                 detail=(f"a piece sold earns ${margin[i]:.2f} (price ${price[i]:.2f} - cost ${cost[i]:.2f}), one "
                         f"thrown away costs ${cost[i]:.2f}: critical ratio {cr[i]:.2f}, so the release covers the "
                         f"demand of {cr[i]:.0%} of likely days, net of the fresh pieces left"))
@@ -323,15 +336,21 @@ def _sell_down(it: BakeItem, i: int, sd: SellDownSettings, sd_slot: int, at_sd: 
 
 
 def _reason(it: BakeItem, t: float, q: int, target: int, dmean: float, carried: float, until: float,
-            late_first: bool) -> str:
+            late_first: bool, rule: str = "top_up") -> str:
     span = f"{hhmm(t)}-{hhmm(until)}"
+    late = " Demand before this first release is lost." if late_first else ""
+    if it.shelf_hours < 24 and abs(until - (t + it.shelf_hours)) < 0.01:
+        late += f" The pieces go stale at {hhmm(until)}: demand after that waits for the next release."
+    if carried >= 0.05 and rule == "top_up":  # the action is the shelf level: count what is still fresh
+        if target == 0:
+            return f"Nothing at {hhmm(t)}: demand {span} is usually {_pc(dmean)} and fresh pieces cover it.{late}"
+        return (f"Fill the shelf up to {target} pc at {hhmm(t)} for {span} (usually {_pc(dmean)} sell then), counting "
+                f"the pieces still fresh: usually about {q} pc to put out (about {_pc(carried)} left from earlier)."
+                f"{late}")
     have = ""
     if carried >= 0.05:  # the action when the shelf differs from the expectation
         have = (f"; about {_pc(carried)} still fresh from earlier are counted (if the shelf holds a different number, "
                 f"top it up to {target} pc)")
-    late = " Demand before this first release is lost." if late_first else ""
-    if it.shelf_hours < 24 and abs(until - (t + it.shelf_hours)) < 0.01:
-        late += f" The pieces go stale at {hhmm(until)}: demand after that waits for the next release."
     if q == 0:
         return f"Nothing at {hhmm(t)}: demand {span} is usually {_pc(dmean)}{have}.{late}"
     return f"Put out {q} pc at {hhmm(t)} for {span} (usually {_pc(dmean)} sell then){have}.{late}"
