@@ -70,6 +70,8 @@ def main() -> int:
                     help="comma-separated HH:MM (default 'config': planning.bake.release_times, what is served)")
     ap.add_argument("--cover", choices=("shelf_life", "next_release"), help="default planning.bake.cover")
     ap.add_argument("--rule", choices=("top_up", "fixed"), help="default planning.bake.rule")
+    ap.add_argument("--search", choices=("yes", "no"), help="default planning.bake.search_targets")
+    ap.add_argument("--waste-weight", type=float, help="default planning.bake.waste_weight")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--name", help="file stem (default intraday, or intraday_selection)")
     args = ap.parse_args()
@@ -84,7 +86,9 @@ def main() -> int:
     report = run_intraday(settings, engine, schema, period=args.period, days=args.days, seeds=args.seeds,
                           forecaster=args.forecaster,
                           release_times=None if args.release_times == "config" else args.release_times.split(","),
-                          cover=args.cover, rule=args.rule, progress=lambda m: print(m, flush=True))
+                          cover=args.cover, rule=args.rule,
+                          search=None if args.search is None else args.search == "yes",
+                          waste_weight=args.waste_weight, progress=lambda m: print(m, flush=True))
     for line in summary_lines(report):
         print(line)
     out = Path(args.out)

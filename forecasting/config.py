@@ -369,6 +369,12 @@ class BakeConfig(_Section):
     # what the store does at a release: fill the shelf up to its target counting the fresh pieces it has (top_up),
     # or put out the planned pieces whatever the shelf holds (fixed)
     rule: str = Field("top_up", pattern="^(top_up|fixed)$")
+    # top_up only: search the shelf targets that minimise the day's expected cost under the rule, from the
+    # per-release newsvendor ones (a piece left at a release lowers the next fill: its overage costs less)
+    search_targets: bool = False
+    # a piece thrown away counts as this many times its cost in the plan's decisions (1: its cost); the chain's own
+    # price on waste (disposal, a waste goal); reported dollars stay at cost
+    waste_weight: float = Field(1.0, ge=1.0, le=10.0)
     default_shelf_hours: float = Field(8.0, gt=0, le=72)  # hours a piece sells after thaw/bake (other categories)
     shelf_hours_by_category: dict[str, float] = Field(  # product category -> hours after thaw/bake
         default_factory=lambda: {"Bakery": 8.0, "Food": 12.0})

@@ -107,7 +107,8 @@ def _metrics(acc: dict[str, float]) -> dict[str, float]:
 def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start: date | None = None,
                  end: date | None = None, *, period: str = "reported", days: int | None = None,
                  seeds: int | None = None, forecaster: str = "ours", release_times: list[str] | None = None,
-                 cover: str | None = None, rule: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+                 cover: str | None = None, rule: str | None = None, search: bool | None = None,
+                 waste_weight: float | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """Replay ready food hour by hour over the period (default: the daily replay's reported period, the last
     ``simulation.weeks`` weeks; ``period='selection'``: the same number of weeks before it, the only period on which
     settings such as ``release_times`` or ``cover`` may be chosen); ``days`` keeps the period's first days."""
@@ -126,6 +127,8 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
     times = [parse_hhmm(x) for x in (release_times or bake.release_times)]
     cover = cover or bake.cover
     rule = rule or bake.rule
+    search = bake.search_targets if search is None else search
+    weight = bake.waste_weight if waste_weight is None else waste_weight
     n_seeds = seeds or sim.seeds
     seed_list = [sim.seed + k for k in range(n_seeds)]
     slot_h = bake.slot_minutes / 60
@@ -194,8 +197,10 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
             kw = {"n_samples": bake.n_samples, "seed": pseed, "slot_minutes": bake.slot_minutes}
             plans: dict[str, DayPlan] = {
                 "daily_only": daily_only_plan(fc_items, open_h, close_h, **kw),
-                "intraday": release_plan(fc_items, times, open_h, close_h, cover=cover, rule=rule, **kw),
-                "oracle": release_plan(true_items, times, open_h, close_h, cover=cover, rule=rule, **kw),
+                "intraday": release_plan(fc_items, times, open_h, close_h, cover=cover, rule=rule, search=search,
+                                         waste_weight=weight, **kw),
+                "oracle": release_plan(true_items, times, open_h, close_h, cover=cover, rule=rule, search=search,
+                                       waste_weight=weight, **kw),
             }
             for s in seed_list:
                 draw = draw_day(true_h, alpha, open_h, close_h, slot_h, seed=s * 1_000_003 + sid * 10_007
@@ -229,6 +234,7 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
         "protocol": {
             "demand_seeds": seed_list, "truth_dispersion": alpha, "slot_minutes": bake.slot_minutes,
             "release_times": release_times or bake.release_times, "cover": cover, "rule": rule,
+            "search_targets": search, "waste_weight": weight,
             "substitution_share": share,
             "forecaster": forecaster,
             "plans": {"daily_only": "daily newsvendor on the day's forecast (critical ratio margin/price), all out "

@@ -97,7 +97,8 @@ def store_plan(st, settings: Settings, store_id: int, day: date) -> tuple[BakePl
                     lead_hours=cfg.lead_minutes / 60,
                     sell_down=SellDownSettings(sd.hours_before_close, sd.discount, sd.lift, sd.min_saved_pieces),
                     n_samples=cfg.n_samples, seed=cfg.seed + store_id * 10_007 + day.toordinal(),
-                    slot_minutes=cfg.slot_minutes, cover=cfg.cover, rule=cfg.rule)
+                    slot_minutes=cfg.slot_minutes, cover=cfg.cover, rule=cfg.rule,
+                    search=cfg.search_targets, waste_weight=cfg.waste_weight)
     if plan.dropped_times:
         warnings.append(f"release times {', '.join(hhmm(x) for x in plan.dropped_times)} are at or after closing "
                         f"({hhmm(close_h)}) and are not used; move them in planning.bake.release_times")

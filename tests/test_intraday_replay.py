@@ -152,6 +152,39 @@ def test_oracle_plan_beats_a_bad_plan_in_expected_cost():
     assert np.mean(costs["oracle"]) < np.mean(costs["daily"])
 
 
+def test_top_up_fills_to_the_target_counting_the_fresh_pieces():
+    item = ReplayItem(1, shelf_hours=24.0, unit_cost=1.0, price=3.0)
+    plan = DayPlan((7.0, 11.0), np.array([[4, 2]]), targets=np.array([[4, 4]]))
+    # a slow morning (1 sold by 11:00): 3 still fresh, so 11:00 puts out 1, not the planned 2
+    slow = replay_day([item], plan, _draw([1, 0, 0, 0, 1, 1, 0, 0]), OPEN, CLOSE, SLOT)
+    assert slow.released.tolist() == [5] and slow.sold.tolist() == [3] and slow.wasted.tolist() == [2]
+    # a busy morning (all 4 gone by 10:00): the shelf is filled back to 4
+    busy = replay_day([item], plan, _draw([2, 2, 0, 0, 1, 1, 0, 0]), OPEN, CLOSE, SLOT)
+    assert busy.released.tolist() == [8] and busy.sold.tolist() == [6] and busy.wasted.tolist() == [2]
+    # a stale piece is not counted: with a 3-hour shelf the 07:00 pieces are gone by 10:00, 11:00 puts out 4
+    short = ReplayItem(1, shelf_hours=3.0, unit_cost=1.0, price=3.0)
+    out = replay_day([short], plan, _draw([1, 0, 0, 0, 1, 1, 0, 0]), OPEN, CLOSE, SLOT)
+    assert out.released.tolist() == [8] and out.wasted.tolist() == [5]
+    fixed = replay_day([item], DayPlan(plan.times, plan.pieces), _draw([1, 0, 0, 0, 1, 1, 0, 0]), OPEN, CLOSE, SLOT)
+    assert fixed.released.tolist() == [6] and fixed.wasted.tolist() == [3]
+
+
+def test_top_up_plan_beats_the_same_plan_put_out_fixed():
+    """The replay applies the rule the plan tells the store: filling up to the targets costs less in expectation than
+    putting out the planned pieces whatever the shelf holds (the plan's own paths say the same)."""
+    items = _items()
+    ritems = [ReplayItem(it.item_id, it.shelf_hours, it.unit_cost, it.price) for it in items]
+    top = release_plan(items, [6.0, 10.5, 14.0], 7, 19, n_samples=1000, seed=3)
+    fixed = release_plan(items, [6.0, 10.5, 14.0], 7, 19, n_samples=1000, seed=3, rule="fixed")
+    assert top.targets is not None and fixed.targets is None
+    cost = {"top": [], "fixed": []}
+    for s in range(300):
+        d = draw_day([it.hourly_mean for it in items], 0.08, 7, 19, 0.25, seed=s)
+        cost["top"].append(replay_day(ritems, top, d, 7, 19, 0.25).total_cost)
+        cost["fixed"].append(replay_day(ritems, fixed, d, 7, 19, 0.25).total_cost)
+    assert np.mean(cost["top"]) < np.mean(cost["fixed"])
+
+
 def test_demand_shape_is_checked():
     with pytest.raises(ValueError, match="shape"):
         replay_day([ReplayItem(1, 4.0, 1.0, 3.0)], DayPlan((7.0,), np.array([[1]])), _draw([1, 1]), OPEN, CLOSE,

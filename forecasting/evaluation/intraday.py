@@ -211,12 +211,13 @@ def daily_only_plan(items: list[BakeItem], open_hour: float, close_hour: float, 
 
 def release_plan(items: list[BakeItem], release_times: list[float], open_hour: float, close_hour: float,
                  n_samples: int = 1000, seed: int = 0, slot_minutes: int = 15, cover: str = "shelf_life",
-                 rule: str = "top_up") -> DayPlan:
+                 rule: str = "top_up", search: bool = False, waste_weight: float = 1.0) -> DayPlan:
     """The thaw and bake plan (``inventory.bake.plan_day``): pieces per release time from hourly means; the
     intraday plan gets forecast hourly means, the oracle the true ones. ``rule='top_up'``: the replay fills the shelf
     up to each release's target, as the plan tells the store."""
     plan = plan_day(items, release_times, open_hour, close_hour, n_samples=n_samples, seed=seed,
-                    slot_minutes=slot_minutes, cover=cover, rule=rule)
+                    slot_minutes=slot_minutes, cover=cover, rule=rule, search=search,
+                    waste_weight=waste_weight)
     k = len(plan.release_times)
     return DayPlan(tuple(float(t) for t in plan.release_times), _pieces(plan, len(items), k),
                    _pieces(plan, len(items), k, "shelf_target") if rule == "top_up" else None)

@@ -154,7 +154,8 @@ def simulate_demand(means: np.ndarray, dispersion: np.ndarray, n: int, seed: int
 
 def plan_day(items: list[BakeItem], release_times: list[float], open_hour: float, close_hour: float,
              lead_hours: float = 0.5, sell_down: SellDownSettings | None = None, n_samples: int = 1000,
-             seed: int = 0, slot_minutes: int = 15, cover: str = "shelf_life", rule: str = "top_up") -> BakePlan:
+             seed: int = 0, slot_minutes: int = 15, cover: str = "shelf_life", rule: str = "top_up",
+             search: bool = False, waste_weight: float = 1.0) -> BakePlan:
     """The day's plan for every item: whole pieces per release, expected sales, waste and lost sales, reasons.
 
     ``cover``: the demand each release's newsvendor covers: until its pieces go stale (``shelf_life``, the
@@ -164,7 +165,10 @@ def plan_day(items: list[BakeItem], release_times: list[float], open_hour: float
     ``rule``: what the store does at each release. ``top_up`` (the default): it fills the shelf up to the release's
     shelf target, counting the fresh pieces it actually has then, so a slow morning puts out fewer pieces at 11:00
     and a busy one more; ``pieces`` is then the expected number put out. ``fixed``: it puts out the planned pieces
-    whatever the shelf holds."""
+    whatever the shelf holds. ``search`` (top_up only): the targets are searched to minimise the day's expected cost
+    under the top-up rule (``search_targets``), starting from the per-release newsvendor ones. ``waste_weight``: a
+    piece thrown away counts as this many times its cost in every decision (1: its cost; more: the chain's own
+    price on waste, e.g. disposal or a waste goal); the plan's dollar figures stay at cost."""
     if cover not in ("next_release", "shelf_life"):
         raise ValueError(f"cover {cover!r}: next_release or shelf_life")
     if rule not in ("top_up", "fixed"):
@@ -190,7 +194,8 @@ def plan_day(items: list[BakeItem], release_times: list[float], open_hour: float
         w0 = _slot_of(close_hour - sell_down.hours_before_close, open_hour, slot_h, n_slots)
         lam = max(sell_down.lift, 0.0) * level * means[:, w0:].sum(axis=1)[:, None]
         extra = np.random.default_rng(seed + 1).poisson(lam)
-    return _plan(items, plan, used, demand, extra, means, slot_h, n_slots, lead_hours, sell_down, cover, rule)
+    return _plan(items, plan, used, demand, extra, means, slot_h, n_slots, lead_hours, sell_down, cover, rule,
+                 search, waste_weight)
 
 
 def _slot_of(t: float, open_hour: float, slot_h: float, n_slots: int) -> int:
@@ -198,7 +203,7 @@ def _slot_of(t: float, open_hour: float, slot_h: float, n_slots: int) -> int:
 
 
 def _plan(items, plan: BakePlan, used, demand, extra, means, slot_h, n_slots, lead_hours, sd, cover,
-          rule) -> BakePlan:
+          rule, search, waste_weight) -> BakePlan:
     n_items, n = demand.shape[:2]
     open_h, close_h = plan.open_hour, plan.close_hour
     starts = [_slot_of(t, open_h, slot_h, n_slots) for t in used]
@@ -209,7 +214,9 @@ def _plan(items, plan: BakePlan, used, demand, extra, means, slot_h, n_slots, le
     price = np.array([max(it.price, 0.0) for it in items])
     cost = np.array([max(it.unit_cost, 0.0) for it in items])
     margin = np.maximum(price - cost, 0.0)
-    cr = np.where(price > 0, margin / np.maximum(price, 1e-9), 0.0)
+    # a piece short loses its margin, one thrown away its cost x waste_weight (1: the cost alone)
+    spoil = cost * max(waste_weight, 0.0)
+    cr = np.where(margin > 0, margin / np.maximum(margin + spoil, 1e-9), 0.0)
     stock = np.zeros((n_items, n, k), dtype=np.int32)
     waste = np.zeros((n_items, n, k))
     sold = np.zeros((n_items, n, k))
@@ -223,6 +230,11 @@ def _plan(items, plan: BakePlan, used, demand, extra, means, slot_h, n_slots, le
     if sd is not None:
         sd_slot = _slot_of(close_h - sd.hours_before_close, open_h, slot_h, n_slots)
     at_sd = None
+    preset = None
+    if rule == "top_up" and search:  # the targets that minimise the plan's own expected cost under the top-up rule
+        init = np.stack([_quantile_target(demand, starts[j], _cover_end(cover, expiry, starts, j, n_slots), cr)
+                         for j in range(k)], axis=1)
+        preset = search_targets(demand, expiry, starts, spoil, margin, init)
     for j in range(k):
         s0 = starts[j]
         s1 = starts[j + 1] if j + 1 < k else n_slots
@@ -230,12 +242,9 @@ def _plan(items, plan: BakePlan, used, demand, extra, means, slot_h, n_slots, le
         for b in range(j):
             alive = expiry[:, b] > s0
             fresh += stock[:, :, b] * alive[:, None]
-        ends = np.minimum(s1, expiry[:, j]) if cover == "next_release" else expiry[:, j].copy()
-        cum = np.concatenate([np.zeros((n_items, n, 1), np.int64), np.cumsum(demand[:, :, s0:], axis=2)], axis=2)
-        covered = np.take_along_axis(cum, (ends - s0)[:, None, None].repeat(n, axis=1), axis=2)[:, :, 0]
-        # the shelf target: the covered demand's quantile at each item's critical ratio (inverted CDF) ...
-        rank = np.clip(np.ceil(cr * n).astype(int) - 1, 0, n - 1)
-        target[:, j] = np.where(cr > 0, np.take_along_axis(np.sort(covered, axis=1), rank[:, None], axis=1)[:, 0], 0)
+        ends = _cover_end(cover, expiry, starts, j, n_slots)
+        # the shelf target: the covered demand's quantile at each item's critical ratio (or the searched one) ...
+        target[:, j] = preset[:, j] if preset is not None else _quantile_target(demand, s0, ends, cr)
         # ... less the fresh pieces on the shelf then: on each path (top_up) or expected (fixed), in whole pieces
         if rule == "top_up":
             put = np.maximum(target[:, j][:, None] - fresh, 0).astype(np.int32)
@@ -258,6 +267,9 @@ def _plan(items, plan: BakePlan, used, demand, extra, means, slot_h, n_slots, le
     # Demand before the first release (a release after opening) is lost; it is counted on the first release.
     lost[:, :, 0] += demand[:, :, :starts[0]].sum(axis=2)
     out = []
+    def weighed(i: int) -> str:
+        return f" (counted as ${spoil[i]:.2f}: waste weight {waste_weight:g})" if abs(waste_weight - 1) > 1e-9 else ""
+
     for i, it in enumerate(items):
         rel = []
         for j, t in enumerate(used):
@@ -271,8 +283,8 @@ def _plan(items, plan: BakePlan, used, demand, extra, means, slot_h, n_slots, le
                 reason=_reason(it, t, int(pieces[i, j]), int(target[i, j]), float(dmean[i, j]),
                                float(carried[i, j]), float(until[i, j]), j == 0 and t > open_h, rule),
                 detail=(f"a piece sold earns ${margin[i]:.2f} (price ${price[i]:.2f} - cost ${cost[i]:.2f}), one "
-                        f"thrown away costs ${cost[i]:.2f}: critical ratio {cr[i]:.2f}, so the release covers the "
-                        f"demand of {cr[i]:.0%} of likely days, net of the fresh pieces left"))
+                        f"thrown away costs ${cost[i]:.2f}{weighed(i)}: critical ratio {cr[i]:.2f}, so the release "
+                        f"covers the demand of {cr[i]:.0%} of likely days, net of the fresh pieces left"))
             rel.append(r)
         sdown = None
         if sd is not None and sd_slot is not None:
@@ -283,6 +295,90 @@ def _plan(items, plan: BakePlan, used, demand, extra, means, slot_h, n_slots, le
                             round(float(sold[i].sum(axis=1).mean()), 2), round(float(waste[i].sum(axis=1).mean()), 2),
                             round(float(lost[i].sum(axis=1).mean()), 2)))
     return BakePlan(plan.open_hour, plan.close_hour, plan.release_times, plan.dropped_times, out, plan.assumptions)
+
+
+def _cover_end(cover: str, expiry: np.ndarray, starts: list[int], j: int, n_slots: int) -> np.ndarray:
+    """(I,) the slot where release j's cover ends: its pieces' expiry, or the next release (``next_release``)."""
+    s1 = starts[j + 1] if j + 1 < len(starts) else n_slots
+    return np.minimum(s1, expiry[:, j]) if cover == "next_release" else expiry[:, j].copy()
+
+
+def _quantile_target(demand: np.ndarray, s0: int, ends: np.ndarray, cr: np.ndarray) -> np.ndarray:
+    """(I,) the newsvendor shelf target: the quantile at each item's critical ratio of the demand from slot ``s0`` to
+    ``ends`` over the paths (inverted empirical CDF)."""
+    n_items, n = demand.shape[:2]
+    cum = np.concatenate([np.zeros((n_items, n, 1), np.int64), np.cumsum(demand[:, :, s0:], axis=2)], axis=2)
+    covered = np.take_along_axis(cum, (ends - s0)[:, None, None].repeat(n, axis=1), axis=2)[:, :, 0]
+    rank = np.clip(np.ceil(cr * n).astype(int) - 1, 0, n - 1)
+    return np.where(cr > 0, np.take_along_axis(np.sort(covered, axis=1), rank[:, None], axis=1)[:, 0], 0)
+
+
+def top_up_cost(demand: np.ndarray, expiry: np.ndarray, starts: list[int], cost: np.ndarray, margin: np.ndarray,
+                targets: np.ndarray) -> np.ndarray:
+    """Expected waste cost + lost margin per item and candidate (I, C) of filling the shelf up to ``targets``
+    (I, C, k) at each release, over the demand paths (I, n, T); pieces sell oldest first and go stale at their
+    batch's ``expiry`` slot (I, k) or at closing. The same day as the plan's own walk, for many targets at once."""
+    n_items, n, n_t = demand.shape
+    c, k = targets.shape[1], targets.shape[2]
+    stock = np.zeros((k, n_items, c, n), dtype=np.int32)  # batch-major: each batch's slice is contiguous
+    waste = np.zeros((n_items, c, n), dtype=np.int32)
+    lost = np.zeros((n_items, c, n), dtype=np.int32)
+    first = min(starts)
+    if first > 0:
+        lost += demand[:, None, :, :first].sum(axis=2, dtype=np.int32)
+    events = {int(x) for x in np.unique(expiry)}
+    rem = np.empty((n_items, c, n), dtype=np.int32)
+    take = np.empty_like(rem)
+    for t in range(first, n_t):
+        for j in range(k):
+            if starts[j] == t:
+                fresh = sum(stock[b] * (expiry[:, b] > t)[:, None, None] for b in range(k))
+                stock[j] += np.maximum(targets[:, :, j][:, :, None] - fresh, 0).astype(np.int32)
+        if t in events:  # batches going stale now are thrown away
+            for b in range(k):
+                gone = expiry[:, b] == t
+                if gone.any():
+                    waste[gone] += stock[b][gone]
+                    stock[b][gone] = 0
+        rem[...] = demand[:, None, :, t]
+        for b in range(k):
+            np.minimum(stock[b], rem, out=take)
+            stock[b] -= take
+            rem -= take
+        lost += rem
+    waste += stock.sum(axis=0)
+    return (waste * cost[:, None, None] + lost * margin[:, None, None]).mean(axis=2)
+
+
+def search_targets(demand: np.ndarray, expiry: np.ndarray, starts: list[int], cost: np.ndarray,
+                   margin: np.ndarray, init: np.ndarray, passes: int = 2, span: int = 3,
+                   max_paths: int = 400) -> np.ndarray:
+    """(I, k) shelf targets that minimise the expected cost of the top-up rule on the plan's own demand paths.
+
+    Why a search and not one newsvendor per release: with top-up, pieces left at a release are not lost, they lower
+    the next fill, so an early release's overage costs less than a piece's cost and a late one's its full cost;
+    the per-release newsvendor cannot see that. Coordinate descent from the newsvendor targets, each release's
+    target tried within ``span`` pieces of the current one, items independently (their costs add up); the first
+    ``max_paths`` paths keep it to a fraction of a second a store-day."""
+    d = demand[:, :max_paths]
+    best = init.astype(np.int64).copy()
+    k = best.shape[1]
+    offsets = np.arange(-span, span + 1)
+    rows = np.arange(best.shape[0])
+    for _ in range(passes):
+        moved = False
+        for j in range(k):
+            cand = np.repeat(best[:, None, :], len(offsets), axis=1)
+            cand[:, :, j] = np.maximum(best[:, j][:, None] + offsets[None, :], 0)
+            e = top_up_cost(d, expiry, starts, cost, margin, cand)
+            e = e + 1e-9 * np.abs(offsets)[None, :]  # ties: keep the current target
+            pick = np.argmin(e, axis=1)
+            new = cand[rows, pick, j]
+            moved |= bool((new != best[:, j]).any())
+            best[:, j] = new
+        if not moved:
+            break
+    return best
 
 
 def _step(t: int, stock: np.ndarray, expiry: np.ndarray, d: np.ndarray, waste: np.ndarray, sold: np.ndarray,
