@@ -51,6 +51,7 @@ KAPPA_GRID: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1_000.0, 3_
 _TINY = 1e-12
 TILT_OFF = 1e9  # a tilt's prior strength meaning "no tilt of its own": the parent's tilt, exactly
 TILT_GRID: tuple[float, ...] = (*KAPPA_GRID, TILT_OFF)
+TILT_DEFAULT = 1_000.0  # a tilt's strength when the held-out days cannot choose it (no campaign in them, one band)
 TEMP_BANDS = ("cold", "normal", "warm")
 TILT_KEYS = ("temp_chain", "temp_category", "campaign_chain", "campaign_category", "campaign_product")
 _MIN_CLIMATE_DAYS = 120  # fewer days of temperature than this: the normal is their last 28 days' mean
@@ -390,8 +391,14 @@ def fit_hourly_shares(
             hold = rows["day"] > (split.to_datetime64().astype("datetime64[D]").astype(np.int64))
             hold_rows = _take(rows, hold)
             fitter = _TiltFit(_take(rows, ~hold), base_early, cats, band_c, inputs.category_names)
+            hold_band = HourTilts(band_c, (), cats).band(hold_rows["anomaly"])
+            seen = {"temp": len(np.unique(hold_band[hold_band >= 0])) > 1,
+                    "campaign": bool(hold_rows["campaign"].any())}
             for key in TILT_KEYS:
                 if key in kappa:
+                    continue
+                if not seen[key.split("_")[0]]:  # the held-out days never show the contrast: nothing to choose on
+                    kappa[key] = TILT_DEFAULT
                     continue
                 trial = {**kappa}
                 for later in TILT_KEYS[TILT_KEYS.index(key) + 1:]:
@@ -404,7 +411,7 @@ def fit_hourly_shares(
                 flat = max(scores) - min(scores) < 1e-9  # the level has nothing to fit (no such input varies)
                 kappa[key] = TILT_OFF if flat else float(TILT_GRID[int(np.argmax(scores))])
         for key in TILT_KEYS:
-            kappa.setdefault(key, 1_000.0)
+            kappa.setdefault(key, TILT_DEFAULT)
         tilts = _TiltFit(rows, series, cats, band_c, inputs.category_names).fit(kappa)
     return HourlyShares(stores, products, series, store, chain, dict(kappa), last.date(), tilts,
                         inputs if tilts is not None else None)
