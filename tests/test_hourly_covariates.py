@@ -211,3 +211,51 @@ def test_normal_is_the_time_of_year():
     short = HourInputs(pd.Series(season[:40] + 5.0, index=days[:40]), as_of=days[39].date())  # under 120 days
     a, _ = short.rows([1], [days[39]])
     assert abs(a[0]) < 3.0
+
+
+def _calendar(inputs_days: list[date], temp: pd.Series, camp_days: list[date]):
+    """The planned calendar of the test world, through the manifest as the feature build writes it."""
+    from features.calendar import planned_events
+    from training.future import PlannedCalendar
+
+    camps = pd.DataFrame({"product_id": [LUNCH_PRODUCT] * len(camp_days), "category": None, "discount_pct": 0.3,
+                          "valid_from": pd.to_datetime(camp_days), "valid_to": pd.to_datetime(camp_days)})
+    planned = planned_events(pd.DataFrame(columns=["store_id", "open_date", "close_date"]), camps, "US", "NY",
+                             temperature=pd.DataFrame({"date": temp.index, "temp_forecast_c": temp.to_numpy()}))
+    menu = [{"product_id": p, "category": c, "launch_date": None, "retire_date": None} for p, c in CATEGORY.items()]
+    return PlannedCalendar.from_manifest({"calendar": planned, "products": menu})
+
+
+def test_the_calendar_gives_the_same_inputs_and_the_backtest_scores_the_tilts():
+    """Manifest -> PlannedCalendar.hour_inputs is the one source of covariates; the backtest fits with them per
+    origin and scores the split with and without them (final_no_covariates)."""
+    from forecasting.config import HourlyConfig
+    from training.hourly_eval import hourly_backtest
+
+    panel, inputs, truth = _world(True, 0)
+    days = sorted({d for (_, _, d) in truth})
+    camp_days = [d for d in days if inputs.day(LUNCH_PRODUCT, d).campaign]
+    temp = pd.Series(inputs.anomaly.to_numpy() + 22.0, index=pd.to_datetime(inputs.anomaly.index, unit="D"))
+    cal = _calendar(days, temp, camp_days)
+    got = cal.hour_inputs(days[FIT_DAYS - 1])
+    a1, c1 = got.rows([LUNCH_PRODUCT] * len(days), days)
+    a0, c0 = inputs.rows([LUNCH_PRODUCT] * len(days), days)
+    np.testing.assert_array_equal(c1, c0)
+    assert np.corrcoef(a1, a0)[0, 1] > 0.99  # the same spells (the normal is fitted on the calendar's series)
+    assert got.category_codes([5, 1, 99]).tolist() == [got.category_names.index("food"),
+                                                         got.category_names.index("drinks"), -1]
+    cutoff = pd.Timestamp(days[FIT_DAYS - 1])
+    fut = panel[pd.to_datetime(panel["date"]) > cutoff]
+    preds = fut.groupby(["store_id", "product_id", "date"], as_index=False)["qty"].sum()
+    preds = preds.rename(columns={"date": "ds"}).assign(ds=lambda d: pd.to_datetime(d["ds"]), cutoff=cutoff,
+                                                        final=lambda d: np.where(d["product_id"] == 6, 40.0, 30.0),
+                                                        final_alpha_served=0.01, censored=False)
+    cfg = HourlyConfig(lookback_days=70, holdout_days=14)
+    res = hourly_backtest(preds, panel, cfg, [0.5, 0.9], calendar=cal)
+    m = res["models"]
+    assert m["final"]["pinball_per_unit"] < m["final_no_covariates"]["pinball_per_unit"]
+    assert "temp_chain" in res["kappa_by_origin"][str(cutoff.date())]
+    off = hourly_backtest(preds, panel, HourlyConfig(lookback_days=70, holdout_days=14, covariates=False),
+                          [0.5, 0.9], calendar=cal)
+    assert "final_no_covariates" not in off["models"]
+    assert off["models"]["final"] == pytest.approx(m["final_no_covariates"])

@@ -40,11 +40,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from forecasting import uncertainty as unc
+
+if TYPE_CHECKING:
+    from forecasting.config import HourlyConfig
 
 HOURS = 24
 KAPPA_GRID: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1_000.0, 3_000.0, 10_000.0, 1e6)
@@ -546,6 +550,14 @@ def _loglik_rows(rows: dict[str, np.ndarray], base: np.ndarray, tilts: HourTilts
         share = _normalise(share * tilts.factors(rows["pi"], tilts.product_category[rows["pi"]], rows["anomaly"],
                                                  rows["campaign"]))
     return _loglik(rows["counts"], share)
+
+
+def fit_configured(panel: pd.DataFrame, cfg: HourlyConfig, inputs: HourInputs | None = None) -> HourlyShares:
+    """The fit every caller uses (``/forecast``, the bake plan, the backtest, the benchmark): ``training.hourly``'s
+    held-out days and band, the day covariates only when ``covariates`` is on and the caller has them (the calendar's
+    ``PlannedCalendar.hour_inputs`` as known on the fit's last day)."""
+    return fit_hourly_shares(panel, cfg.holdout_days, inputs=inputs if cfg.covariates else None,
+                             band_c=cfg.temp_band_c)
 
 
 def raw_shares(panel: pd.DataFrame) -> HourlyShares:
