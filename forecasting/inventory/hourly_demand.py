@@ -27,7 +27,8 @@ departure from its normal <= -``band_c`` cold, >= ``band_c`` warm; campaign off 
 A level's tilt = its shrunk shares over the shares the base model expects for the same rows, divided by the unit-
 weighted mean over its states (so a group that saw one state only keeps exactly its base shares); each ``kappa``
 chosen on the same held-out likelihood, the grid ending in ``TILT_OFF`` (the parent's tilt exactly), so data
-without such an effect shrinks the tilt to nothing. Without inputs (a plain POS log) nothing of this is fitted and
+without such an effect shrinks the tilt to nothing; a level whose contrast the held-out days do not show (no
+campaign in them) cannot be chosen and stays off. Without inputs (a plain POS log) nothing of this is fitted and
 the shares are exactly the base model's.
 
 Hour-level uncertainty follows from the daily model: the day's count is negative binomial (a gamma day level times
@@ -55,7 +56,7 @@ KAPPA_GRID: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1_000.0, 3_
 _TINY = 1e-12
 TILT_OFF = 1e9  # a tilt's prior strength meaning "no tilt of its own": the parent's tilt, exactly
 TILT_GRID: tuple[float, ...] = (*KAPPA_GRID, TILT_OFF)
-TILT_DEFAULT = 1_000.0  # a tilt's strength when the held-out days cannot choose it (no campaign in them, one band)
+TILT_DEFAULT = 1_000.0  # a tilt's strength when there are no held-out days at all (holdout_days 0)
 TEMP_BANDS = ("cold", "normal", "warm")
 TILT_KEYS = ("temp_chain", "temp_category", "campaign_chain", "campaign_category", "campaign_product")
 _MIN_CLIMATE_DAYS = 120  # fewer days of temperature than this: the normal is their last 28 days' mean
@@ -396,13 +397,13 @@ def fit_hourly_shares(
             hold_rows = _take(rows, hold)
             fitter = _TiltFit(_take(rows, ~hold), base_early, cats, band_c, inputs.category_names)
             hold_band = HourTilts(band_c, (), cats).band(hold_rows["anomaly"])
-            seen = {"temp": len(np.unique(hold_band[hold_band >= 0])) > 1,
-                    "campaign": bool(hold_rows["campaign"].any())}
+            seen = {"temp": fitter.temp_sums is not None and len(np.unique(hold_band[hold_band >= 0])) > 1,
+                    "campaign": fitter.has_camp and bool(hold_rows["campaign"].any())}
             for key in TILT_KEYS:
                 if key in kappa:
                     continue
-                if not seen[key.split("_")[0]]:  # the held-out days never show the contrast: nothing to choose on
-                    kappa[key] = TILT_DEFAULT
+                if not seen[key.split("_")[0]]:  # the held-out days cannot choose (no such contrast in them): off
+                    kappa[key] = TILT_OFF
                     continue
                 trial = {**kappa}
                 for later in TILT_KEYS[TILT_KEYS.index(key) + 1:]:
