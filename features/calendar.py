@@ -74,16 +74,19 @@ def add_daily_features(daily: pd.DataFrame, stores: pd.DataFrame, products: pd.D
     return out
 
 
-def planned_events(stores: pd.DataFrame, campaigns: pd.DataFrame, country: str, subdiv: str | None) -> dict:
+def planned_events(stores: pd.DataFrame, campaigns: pd.DataFrame, country: str, subdiv: str | None,
+                   temperature: pd.DataFrame | None = None) -> dict:
     """The planned-event calendar the manifest carries (``training.future.PlannedCalendar`` reads it back).
 
     Why in the manifest: future days have no feature rows, and the forecast must see the same holidays, campaign
     windows and store lifetimes the feature rows were built from (products and their dates are the manifest's menu).
+    ``temperature`` (date, temp_forecast_c: the daily forecast, for the hour-level model's tilts) is stored only when
+    the source has it, so a store built from a source without it is unchanged.
     """
     def day(v) -> str | None:
         return None if pd.isna(v) else pd.Timestamp(v).date().isoformat()
 
-    return {
+    out = {
         "holidays": {"country": country, "subdiv": subdiv},
         "stores": [{"store_id": int(r.store_id), "open_date": day(r.open_date), "close_date": day(r.close_date)}
                    for r in stores.itertuples(index=False)],
@@ -93,3 +96,8 @@ def planned_events(stores: pd.DataFrame, campaigns: pd.DataFrame, country: str, 
                        "valid_to": day(r.valid_to)}
                       for r in campaigns.itertuples(index=False)],
     }
+    if temperature is not None and len(temperature):
+        t = temperature.dropna(subset=["temp_forecast_c"]).sort_values("date")
+        out["temperature"] = [{"date": day(r.date), "temp_forecast_c": round(float(r.temp_forecast_c), 2)}
+                              for r in t.itertuples(index=False)]
+    return out

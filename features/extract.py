@@ -171,6 +171,18 @@ def read_weather(conn: Connection, src: Source) -> pd.DataFrame:
     return df
 
 
+def read_weather_daily(conn: Connection, src: Source) -> pd.DataFrame:
+    """The daily temperature *forecast* (date, temp_forecast_c): known in advance, what the hour-level model may use
+    (the actual ``temp_c`` is deliberately not read); empty when the table is absent (the default history, a POS
+    log)."""
+    if not src.has("weather_daily"):
+        return pd.DataFrame(columns=["date", "temp_forecast_c"])
+    t = src.t("weather_daily")
+    df = frame(conn, select(t.c.weather_date.label("date"), t.c.temp_forecast_c))
+    df["date"] = _dates(df["date"])
+    return df
+
+
 def completed_bounds(conn: Connection, src: Source, statuses: list[str], now: datetime
                      ) -> tuple[datetime | None, datetime | None]:
     """First and last created_at of completed orders up to ``now`` (None, None when there are none)."""

@@ -62,6 +62,7 @@ class Context:
         self.bom, self.bom_real = extract.read_bom(conn, src, self.products)
         self.campaigns = extract.read_campaigns(conn, src)
         self.weather = extract.read_weather(conn, src)
+        self.temperature = extract.read_weather_daily(conn, src)
         self.store_ids = self.stores["store_id"].tolist()
         self.product_ids = self.products["product_id"].tolist()
         self.dup_orders, self.dup_lines = extract.duplicate_keys(conn, src)
@@ -330,7 +331,8 @@ def finish_build(engine: Engine, src: extract.Source, cfg: FeaturesConfig, ctx: 
                               horizons=horizons, built=built, summary=summary,
                               rows_by_month=rows_by_month, censored=censored, q_on_disk=q_on_disk,
                               products=ctx.products,
-                              planned=planned_events(ctx.stores, ctx.campaigns, *ctx.holidays))  # as the rows
+                              planned=planned_events(ctx.stores, ctx.campaigns, *ctx.holidays,
+                                                     temperature=ctx.temperature))  # as the rows
     staging.commit(not incremental, manifest, DATASETS)
     return summary
 

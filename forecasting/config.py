@@ -207,6 +207,8 @@ class HourlyConfig(_Section):
     lookback_days: int = Field(56, ge=7, le=365)  # shares fitted on this many days before the data date
     holdout_days: int = Field(14, ge=0, le=56)  # the last days of that window choose the shrinkage (held out)
     score: bool = True  # the backtest scores the final model per hour (against the truth where the source has it)
+    covariates: bool = True  # tilt the shares by the day's forecast temperature band and campaigns (when known)
+    temp_band_c: float = Field(3.0, gt=0)  # forecast this far (degrees C) above / below the normal: warm / cold
 
 
 class SparseConfig(_Section):

@@ -3,7 +3,7 @@
 Why from the serving state: it already holds the champion's cached daily forecasts (mean and dispersion per store x
 product x day), the hourly profiles ``/forecast`` uses and the source's master data, so the plan a store sees on its
 page is the plan the API serves for the same model. The core (``forecasting.inventory.bake``) takes hourly means and
-a dispersion per item, so an hour-level model can later replace ``hourly_means`` without changing the rest.
+a dispersion per item; the hourly profile of an item and day is ``/forecast``'s (the day's covariates included).
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def store_plan(st, settings: Settings, store_id: int, day: date) -> tuple[BakePl
     items = []
     for r in food.itertuples(index=False):
         i = index[int(r.product_id)]
-        prof = st.hourly.get(store_id, int(r.product_id), day.weekday()) if st.hourly is not None else None
+        pid, hs = int(r.product_id), st.hourly
+        prof = hs.get(store_id, pid, day.weekday(), hs.covariates(pid, day)) if hs is not None else None
         items.append(BakeItem(int(r.product_id), str(r.name),
                               hourly_means(float(sf.mean[i, t]), prof, open_h, close_h), float(sf.alpha[i, t]),
                               float(r.shelf_hours), float(r.unit_cost), float(r.price)))

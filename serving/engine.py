@@ -25,7 +25,7 @@ import pydantic_core
 
 from forecasting.config import HourlyConfig, Settings
 from forecasting.errors import DataError, SourceUnavailable
-from forecasting.inventory.hourly_demand import HourlyShares, fit_hourly_shares, hourly_quantiles
+from forecasting.inventory.hourly_demand import HourlyShares, fit_configured, hourly_quantiles
 from forecasting.inventory.material_demand import validate_forecasts
 from forecasting.inventory.policy import CountAssessment, Position
 from forecasting.inventory.proposal import ProposalLine, WindowDemand, line_fields, positions, precompute_window_demand
@@ -149,9 +149,11 @@ def _hours(prof: tuple[np.ndarray, np.ndarray], day_mean: float, alpha: float, q
 
 def hourly_profiles(features_dir: str, hourly: HourlyConfig) -> HourlyShares | None:
     """Hour-level shares (``forecasting.inventory.hourly_demand``, the model the backtest scores per hour) fitted on
-    the feature store's last ``hourly.lookback_days``; None (hourly answers unavailable) when there is no store or
-    panel."""
+    the feature store's last ``hourly.lookback_days``, with the day covariates of the store's planned calendar
+    (forecast temperature, campaigns) as known on its last day; None (hourly answers unavailable) when there is no
+    store or panel."""
     from features.store import FeatureStore
+    from training.future import PlannedCalendar
 
     fs = FeatureStore(features_dir)
     if not fs.exists():
@@ -161,7 +163,9 @@ def hourly_profiles(features_dir: str, hourly: HourlyConfig) -> HourlyShares | N
         start = last - pd.Timedelta(days=hourly.lookback_days - 1)
         h = fs.read("hourly", start=start, end=last,
                     columns=["store_id", "product_id", "date", "local_hour", "qty", "censored"])
-        return fit_hourly_shares(h, hourly.holdout_days) if len(h) else None
+        if not len(h):
+            return None
+        return fit_configured(h, hourly, PlannedCalendar.from_manifest(fs.manifest()).hour_inputs(last.date()))
     except (DataError, ValueError, OSError, KeyError) as exc:
         log.warning("hourly profiles unavailable: %s", exc)
         return None
@@ -485,7 +489,7 @@ class Engine:
                 m = float(mean[r, k])
                 hourly = None
                 if req.hourly:
-                    prof = st.hourly.get(req.store_id, pid, d.weekday())
+                    prof = st.hourly.get(req.store_id, pid, d.weekday(), st.hourly.covariates(pid, d))
                     hourly = [] if prof is None else _hours(prof, m, float(alpha[r, k]), qs)
                 out.append(DayForecast(date=d, mean=m, dispersion=float(alpha[r, k]),
                                        quantiles={str(q): float(qv[q][r, k]) for q in qs}, hourly=hourly))

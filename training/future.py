@@ -19,12 +19,14 @@ batch forecast would have had on that day (tests: ``tests/test_future_frame.py``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 
 import numpy as np
 import pandas as pd
 from utilsforecast.processing import make_future_dataframe
 
 from features.calendar import calendar_frame, campaign_frame
+from forecasting.inventory.hourly_demand import HourInputs
 from training.data import ModelFrame
 
 CALENDAR_COLUMNS = ("dow", "is_weekend", "month_of_year", "day_of_month", "is_holiday")
@@ -45,6 +47,7 @@ class PlannedCalendar:
     products: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         columns=["product_id", "category", "launch_date", "retire_date"]))
     campaigns: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(_EMPTY_CAMPAIGNS)))
+    temperature: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))  # forecast degrees C by date
 
     @classmethod
     def from_manifest(cls, manifest: dict | None) -> PlannedCalendar:
@@ -66,7 +69,24 @@ class PlannedCalendar:
         camp = pd.DataFrame(cal.get("campaigns") or [], columns=list(_EMPTY_CAMPAIGNS))
         out.campaigns = camp.assign(valid_from=_dates(camp["valid_from"]), valid_to=_dates(camp["valid_to"]),
                                     discount_pct=pd.to_numeric(camp["discount_pct"], errors="coerce"))
+        temp = pd.DataFrame(cal.get("temperature") or [], columns=["date", "temp_forecast_c"])
+        out.temperature = pd.Series(pd.to_numeric(temp["temp_forecast_c"], errors="coerce").to_numpy(float),
+                                    index=pd.DatetimeIndex(_dates(temp["date"])))
         return out
+
+    def hour_inputs(self, as_of: date) -> HourInputs:
+        """The hour-level model's day covariates (``forecasting.inventory.hourly_demand.HourInputs``) as known on
+        ``as_of``: the temperature forecasts (the normal fitted on those up to ``as_of``) and the campaign days of
+        every product from the same windows the daily features use. The one place the backtest, the API, the bake
+        plan and the benchmark get them from."""
+        camp = None
+        c = self.campaigns.dropna(subset=["valid_from", "valid_to"])
+        if len(c) and len(self.products):
+            camp = campaign_frame(c, self.products[["product_id", "category"]], c["valid_from"].min().date(),
+                                  c["valid_to"].max().date())[["product_id", "date"]]
+        cats = {int(p): c for p, c in zip(self.products["product_id"], self.products["category"], strict=True)
+                if isinstance(c, str) and c}
+        return HourInputs(self.temperature, camp, cats, as_of)
 
     def known(self, rows: pd.DataFrame, columns: list[str], frame: ModelFrame | None = None) -> pd.DataFrame:
         """``columns`` for ``rows`` (``unique_id, ds, store_id, product_id``), computed from the planned events.

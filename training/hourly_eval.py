@@ -6,7 +6,9 @@ Why here and in this form: the hour-level forecast the API and the thaw and bake
 times the shares, so it is scored exactly so, origin by origin, with shares that never see the scored days. Three
 rows per origin:
 
-- ``final``: the shares the service uses now (shrunk hierarchy);
+- ``final``: the shares the service uses now (shrunk hierarchy, tilted by each day's forecast temperature band and
+  campaigns when the calendar has them: ``PlannedCalendar.hour_inputs`` as known at the origin);
+- ``final_no_covariates``: the same without the day tilts (only when they were fitted): what they add;
 - ``final_raw_shares``: the same daily forecast split by each series' own recent shares (what ``/forecast`` served
   before), the baseline the shrinkage has to beat;
 - ``oracle``: the generator's expected demand split by its true hourly profile, with the truth's dispersion, when
@@ -28,8 +30,9 @@ import numpy as np
 import pandas as pd
 
 from forecasting.config import HourlyConfig
-from forecasting.inventory.hourly_demand import HourlyShares, fit_hourly_shares, hourly_quantiles, raw_shares
+from forecasting.inventory.hourly_demand import HourlyShares, fit_configured, hourly_quantiles, raw_shares
 from training.blend import pinball
+from training.future import PlannedCalendar
 
 KEYS = ["store_id", "product_id", "ds", "local_hour"]
 
@@ -62,11 +65,14 @@ def _truth_split(rows: pd.DataFrame, truth_hourly: pd.DataFrame) -> np.ndarray:
 
 
 def origin_rows(preds: pd.DataFrame, panel: pd.DataFrame, cutoff: pd.Timestamp, cfg: HourlyConfig,
-                truth_hourly: pd.DataFrame | None, truth_alpha: float | None) -> tuple[pd.DataFrame, dict[str, Any]]:
+                truth_hourly: pd.DataFrame | None, truth_alpha: float | None,
+                calendar: PlannedCalendar | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """One origin's hourly rows (uncensored days) with each row's means and dispersions, and the fitted shrinkage."""
     hist = panel[(panel["ds"] > cutoff - pd.Timedelta(days=cfg.lookback_days)) & (panel["ds"] <= cutoff)]
     hist = hist.rename(columns={"ds": "date"})
-    learned: HourlyShares = fit_hourly_shares(hist, cfg.holdout_days)
+    inputs = calendar.hour_inputs(cutoff.date()) if calendar is not None else None
+    learned: HourlyShares = fit_configured(hist, cfg, inputs)
+    plain = fit_configured(hist, cfg) if learned.tilts is not None else None
     raw = raw_shares(hist)
     alpha_col = "final_alpha_served" if "final_alpha_served" in preds else "final_alpha"
     truth_col = "oracle_mean" if "oracle_mean" in preds else "oracle" if "oracle" in preds else None
@@ -80,6 +86,9 @@ def origin_rows(preds: pd.DataFrame, panel: pd.DataFrame, cutoff: pd.Timestamp, 
     hours = out["local_hour"].to_numpy(int)
     raw_share = raw_tab[np.arange(len(out)), hours]
     out["final_raw_shares"] = out["final_day"].to_numpy(float) * raw_share
+    if plain is not None:
+        plain_share = plain.share_table(out["store_id"].to_numpy(), out["product_id"].to_numpy(), dows)
+        out["final_no_covariates"] = out["final_day"].to_numpy(float) * plain_share[np.arange(len(out)), hours]
     if "oracle_mean" in out:
         out["oracle_day_learned"] = out["oracle_mean"].to_numpy(float) * out["share"].to_numpy(float)
         out["oracle_day_raw"] = out["oracle_mean"].to_numpy(float) * raw_share
@@ -94,22 +103,26 @@ def origin_rows(preds: pd.DataFrame, panel: pd.DataFrame, cutoff: pd.Timestamp, 
 
 
 def hourly_backtest(preds: pd.DataFrame, panel: pd.DataFrame, cfg: HourlyConfig, quantiles: list[float],
-                    truth_hourly: pd.DataFrame | None = None, truth_alpha: float | None = None) -> dict[str, Any]:
+                    truth_hourly: pd.DataFrame | None = None, truth_alpha: float | None = None,
+                    calendar: PlannedCalendar | None = None) -> dict[str, Any]:
     """Hour-level scores over every origin of a backtest (``preds``: its rows, ``final`` as served); see the module
     docstring. ``panel``: the feature store's hourly panel (``store_id, product_id, date, local_hour, qty,
     censored``) from ``lookback_days`` before the first origin; ``truth_hourly``: ``store_id, date, local_hour,
-    share``."""
+    share``; ``calendar``: the planned calendar the day covariates come from (None: no tilts)."""
     panel = panel.rename(columns={"date": "ds"}).assign(ds=lambda d: pd.to_datetime(d["ds"]))
     th = None
     if truth_hourly is not None and len(truth_hourly):
         th = truth_hourly.rename(columns={"date": "ds"}).assign(ds=lambda d: pd.to_datetime(d["ds"]))
     parts, kappas = [], {}
     for c in sorted(preds["cutoff"].unique()):
-        rows, info = origin_rows(preds, panel, pd.Timestamp(c), cfg, th, truth_alpha)
+        rows, info = origin_rows(preds, panel, pd.Timestamp(c), cfg, th, truth_alpha, calendar)
         parts.append(rows)
         kappas[str(pd.Timestamp(c).date())] = info["kappa"]
     rows = pd.concat(parts, ignore_index=True)
     models = {"final": ("final", "alpha"), "final_raw_shares": ("final_raw_shares", "alpha")}
+    if "final_no_covariates" in rows:
+        rows["final_no_covariates"] = rows["final_no_covariates"].fillna(rows["final"])  # origins without tilts
+        models["final_no_covariates"] = ("final_no_covariates", "alpha")
     if "oracle" in rows:
         models["oracle"] = ("oracle", "truth_alpha")
     res: dict[str, Any] = {
@@ -119,7 +132,8 @@ def hourly_backtest(preds: pd.DataFrame, panel: pd.DataFrame, cfg: HourlyConfig,
         "models": score_hourly(rows, models, quantiles),
         "kappa_by_origin": kappas,
         "shares": "store x product x weekday, shrunk towards the store's and the product's "
-                  "(forecasting.inventory.hourly_demand)",
+                  "(forecasting.inventory.hourly_demand), tilted by the day's temperature band and campaigns "
+                  "where the calendar has them",
     }
     if "oracle_day_learned" in rows and "oracle" in rows:
         res["shape_only"] = {

@@ -24,6 +24,7 @@ from training.backtest import Backtester, BacktestResult, lgbm_params, per_serie
 from training.calibration import fit_calibration
 from training.data import ModelFrame, UnconstrainRule, load_feature_store, to_model_frame
 from training.forecaster import DemandForecaster
+from training.future import calendar_of
 from training.hourly_eval import hourly_backtest
 from training.source import EvalSources, load_eval_sources
 
@@ -141,7 +142,7 @@ def run_backtest(
         if progress:
             progress("hour-level scores (the final model split over the hours)")
         result.metrics["hourly"] = hourly_backtest(result.preds, sources.hourly, cfg.hourly, cfg.quantiles,
-                                                   sources.truth_hourly, sources.truth_alpha)
+                                                   sources.truth_hourly, sources.truth_alpha, calendar_of(frame))
         result.timings["hourly"] = time.perf_counter() - t1
     result.timings["total"] = time.perf_counter() - t0
     result.metrics["fingerprint"] = fingerprint(frame, result)
