@@ -268,7 +268,7 @@ class CampaignEvent(_Strict):
     lift: float = Field(1.5, gt=0)
 
 
-# --- the realistic scenario's effects (issue #16): all off unless a scenario sets ``realism`` ---------------------
+# --- the realistic scenario's effects (issue #16): all off unless a scenario sets ``realism`` (the default) ---------
 
 
 class ArchetypeSpec(_Strict):
