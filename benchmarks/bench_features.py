@@ -1,4 +1,4 @@
-"""Benchmark the feature job on the full default history: full build, one-day incremental update, peak RSS.
+"""Benchmark the feature job on the full default (realistic) history: full build, one-day incremental update, peak RSS.
 
 Seeds the default scenario with the generator into a temporary SQLite file (or uses ``--db URL``), then runs
 ``replenish features build`` in child processes so the peak RSS is the feature job's own. Targets (2 cores):

@@ -1,4 +1,4 @@
-"""Benchmark the replenishment policies on the last 8 weeks of the default history (``replenish simulate``).
+"""Benchmark the replenishment policies on the last 8 weeks of the default (realistic) history (``replenish simulate``).
 
 Seeds the default scenario into a temporary SQLite file and builds its feature store (or uses ``--db URL`` and
 ``--features DIR``), replays ``ours``, ``incumbent``, ``seasonal_naive`` and ``oracle`` on ``simulation.seeds``

@@ -18,6 +18,8 @@ from forecasting.errors import ConfigError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
 ENV_PREFIX = "REPLENISH__"
+# The default synthetic history (issue #16): the realistic one. The pre-#16 history is configs/scenarios/classic.yaml.
+DEFAULT_SCENARIO = "configs/scenarios/realistic.yaml"
 
 
 class _Section(BaseModel):
@@ -33,7 +35,7 @@ class SourceConfig(_Section):
 class GeneratorConfig(_Section):
     seed: int = 42
     catalog: str = "configs/catalog.yaml"
-    scenario: str = "configs/scenarios/default.yaml"
+    scenario: str = DEFAULT_SCENARIO
 
 
 class FeaturesConfig(_Section):

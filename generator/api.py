@@ -44,7 +44,7 @@ def simulate_world(
     tables.update(inventory_tables(world, ma, sim))
     tables.update(truth_tables(world, mu, latent.sum(-1)))
     tables["meta"] = meta_table(world)
-    if world.rz is not None:  # the realistic scenario's temperature and its forecast (absent in the default)
+    if world.rz is not None:  # the realistic scenario's temperature and its forecast (absent in the classic history)
         from generator.realism import weather_daily_table
 
         tables["weather_daily"] = weather_daily_table(world)

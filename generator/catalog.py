@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from forecasting.config import format_validation_error, read_yaml, resolve_path
+from forecasting.config import DEFAULT_SCENARIO, format_validation_error, read_yaml, resolve_path
 from forecasting.errors import ConfigError
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -268,7 +268,7 @@ class CampaignEvent(_Strict):
     lift: float = Field(1.5, gt=0)
 
 
-# --- the realistic scenario's effects (issue #16): all off unless a scenario sets ``realism`` ---------------------
+# --- the realistic scenario's effects (issue #16): all off unless a scenario sets ``realism`` (the default) ---------
 
 
 class ArchetypeSpec(_Strict):
@@ -357,7 +357,7 @@ class Scenario(_Strict):
     events: list[Event] = Field(default_factory=list)
     random_weather: bool = True
     random_campaigns: bool = True
-    realism: RealismSpec | None = None  # the realistic effects (configs/scenarios/realistic.yaml); None = off
+    realism: RealismSpec | None = None  # the realistic effects (realistic.yaml, the default); None = off (classic.yaml)
 
     def digest(self) -> str:
         body = self.model_dump(mode="json")
@@ -375,12 +375,40 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
         raise ConfigError(format_validation_error(exc, p.name)) from None
 
 
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``: mappings merged key by key (recursively), anything else (lists too) replaced."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_scenario(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """A scenario file's mapping with its ``extends:`` chain resolved (the key itself dropped).
+
+    ``extends: FILE`` (relative to the project root, like every config path) starts from that scenario and applies
+    this file's keys on top: mappings (``realism``) merge key by key, lists (``events``, ``stores``) and values
+    replace. So ``realistic.yaml`` is ``classic.yaml``'s stores, dates and events plus its ``realism`` block, with
+    one copy of each."""
+    p = resolve_path(path)
+    if p.resolve() in _seen:
+        raise ConfigError(f"{p.name}: extends: a cycle ({' -> '.join(s.name for s in (*_seen, p))})")
+    body = read_yaml(p)
+    parent = body.pop("extends", None)
+    if parent is None:
+        return body
+    if not isinstance(parent, str):
+        raise ConfigError(f"{p.name}: extends: expected a scenario file path, got {parent!r}")
+    return _merge(read_scenario(parent, (*_seen, p.resolve())), body)
+
+
 def load_scenario(path: str | Path | Scenario | None = None) -> Scenario:
-    """Load a scenario file (default: configs/scenarios/default.yaml); ConfigError names the wrong field."""
+    """Load a scenario file (default: ``DEFAULT_SCENARIO``, the realistic history); ConfigError names the wrong
+    field."""
     if isinstance(path, Scenario):
         return path
-    p = resolve_path(path or "configs/scenarios/default.yaml")
+    p = resolve_path(path or DEFAULT_SCENARIO)
     try:
-        return Scenario.model_validate(read_yaml(p))
+        return Scenario.model_validate(read_scenario(p))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, p.name)) from None

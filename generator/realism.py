@@ -1,8 +1,10 @@
 """The realistic scenario's effects (issue #16), switched on by a scenario's ``realism`` block.
 
-Why a module of its own: every effect here is opt-in, and the default history must stay byte-for-byte what it was
-(other figures are measured on it). Each effect draws from its own random stream (``[seed, 11..]``), never from the
-streams the default history uses, and the default code paths in world / demand / simulate / orders stay untouched.
+Why a module of its own: every effect here is switched on by the scenario (the default history, realistic.yaml, has
+them; classic.yaml, the default before issue 16, has none), and the classic history must stay byte-for-byte what it
+was (other figures are measured on it). Each effect draws from its own random stream (``[seed, 11..]``), never from
+the streams the classic history uses, and the classic code paths in world / demand / simulate / orders stay
+untouched.
 
 Effects: store archetypes (own weekday factors, hourly profiles, year-end and New York-holiday factors); store-day
 shocks; a daily temperature with a day-ahead forecast (both written to ``t_weather_daily``) that moves the iced / hot

@@ -58,7 +58,7 @@ class World:
     weather: list[tuple[dt.date, str, float]]
     campaigns: list[dict] = field(default_factory=list)
     utc_offset_s: np.ndarray | None = None  # (D, H) seconds to add to local time to get UTC
-    rz: Any = None  # generator.realism.RealWorld when the scenario sets ``realism``; None = the default history
+    rz: Any = None  # generator.realism.RealWorld when the scenario sets ``realism``; None = the classic history
 
     @property
     def S(self) -> int:

@@ -21,6 +21,8 @@ from replenish.common import (
 
 def register(app: typer.Typer) -> None:
     app.command("seed", epilog=example("replenish seed --db sqlite:///data/luckin.db",
+                                       "replenish seed --db sqlite:///data/classic.db --scenario "
+                                       "configs/scenarios/classic.yaml",
                                        "replenish seed --db sqlite:///data/small.db --scenario "
                                        "configs/scenarios/small.yaml --seed 7"))(seed)
     app.command("stats", epilog=example("replenish stats --db sqlite:///data/luckin.db"))(stats)
@@ -31,8 +33,9 @@ def seed(
     seed_: int = typer.Option(None, "--seed", metavar="N", help="Random seed, a whole number (default: "
                               "generator.seed in configs/, 42); the same seed gives the same history."),
     scenario: str = typer.Option(None, "--scenario", metavar="FILE",
-                                 help="Scenario YAML (default: configs/scenarios/default.yaml; "
-                                 "configs/scenarios/realistic.yaml: the harder, more realistic demand)."),
+                                 help="Scenario YAML (default: generator.scenario in configs/, "
+                                 "configs/scenarios/realistic.yaml; configs/scenarios/classic.yaml: the default "
+                                 "history before issue 16, without the realistic effects)."),
     replace: bool = typer.Option(False, "--replace", help="Overwrite an existing history and the proposals planned "
                                  "on it (in the same transaction)."),
     config: str = CONFIG,

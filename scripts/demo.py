@@ -117,8 +117,11 @@ def api_demo(order_date: date) -> None:
 
 
 def main() -> None:
-    run("Generate the synthetic Luckin history (skipped when already there)",
-        ["seed", "--db", DB, "--if-missing", "--quiet"])
+    if run("Generate the synthetic Luckin history (skipped when already there)",
+           ["seed", "--db", DB, "--if-missing", "--quiet"], check=False) != 0:
+        sys.exit("demo stopped: data/luckin.db holds another history (until issue 16 the default was the classic "
+                 "one, configs/scenarios/classic.yaml): `make clean` and re-run for the default (realistic) history, "
+                 "or keep it with REPLENISH__GENERATOR__SCENARIO=configs/scenarios/classic.yaml")
     run("Calibration against the business report", ["stats", "--db", DB])
     run("Feature store (incremental after the first run)", ["features", "build", "--db", DB])
     run("Train: 4-origin backtest (our models vs incumbent vs oracle), final fit, MLflow run, registry",

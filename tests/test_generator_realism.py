@@ -1,5 +1,6 @@
-"""The realistic scenario (issue #16 part 1): each effect is present and measurable on a small world, and the default
-history is byte-for-byte what it was before the effects existed."""
+"""The realistic scenario (issue #16 part 1), the default history since the switch: each effect is present and
+measurable on a small world; the classic history (the default before it) is what it was before the effects existed,
+and both are pinned."""
 
 from __future__ import annotations
 
@@ -24,11 +25,19 @@ from generator.world import build_world
 
 SMALL = "configs/scenarios/small.yaml"
 REALISTIC = "configs/scenarios/realistic.yaml"
-# every generated table of the small scenario, seed 42, as computed with main's generator before the realistic
-# effects existed (7c50dcd; the same at HEAD): rows and column sums (distinct values for text). Not a byte digest:
-# a sha256 of the tables pinned on one machine failed on another with the same code and packages (floating point
-# in the last bits differs between CPUs), so the check allows 1e-4 relative.
+CLASSIC = "configs/scenarios/classic.yaml"
+# every generated table of the small scenario (the classic effects), seed 42, as computed with main's generator
+# before the realistic effects existed (7c50dcd; the same at HEAD): rows and column sums (distinct values for text).
+# Not a byte digest: a sha256 of the tables pinned on one machine failed on another with the same code and packages
+# (floating point in the last bits differs between CPUs), so the check allows 1e-4 relative.
 DEFAULT_SMALL_FINGERPRINT = Path(__file__).parent / "data" / "default_small_fingerprint.json"
+# the same for small_realistic() below (the default history's effects on the small world), as computed when the
+# realistic history became the default (generator unchanged since the realistic effects were added)
+REALISTIC_SMALL_FINGERPRINT = Path(__file__).parent / "data" / "realistic_small_fingerprint.json"
+# scenario digests (t_source_meta.scenario_hash) before the switch: configs/scenarios/default.yaml (the classic
+# history, then named 'default') and realistic.yaml (before it extended classic.yaml)
+PRE_SWITCH_DEFAULT_DIGEST = "5aab4f567ee00066"
+REALISTIC_DIGEST = "3ec1174e7c3542b6"
 
 
 def tables_fingerprint(tables: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, object]]:
@@ -66,10 +75,8 @@ def world():
     return w, mu, latent, sim
 
 
-def test_default_history_unchanged():
-    _, tables, _ = simulate_world(SMALL, 42)
-    assert "weather_daily" not in tables
-    want = json.loads(DEFAULT_SMALL_FINGERPRINT.read_text(encoding="utf-8"))
+def assert_fingerprint(tables, path: Path) -> None:
+    want = json.loads(path.read_text(encoding="utf-8"))
     got = tables_fingerprint(tables)
     assert sorted(got) == sorted(want)
     for name, cols in want.items():
@@ -79,7 +86,30 @@ def test_default_history_unchanged():
                 assert got[name][c] == v, (name, c)
             else:
                 assert got[name][c] == pytest.approx(v, rel=1e-4, abs=1e-6), (name, c)
-    assert load_scenario("configs/scenarios/default.yaml").realism is None
+
+
+def test_classic_history_unchanged():
+    """The pre-#16 default, now configs/scenarios/classic.yaml: the generator's classic path gives the same tables
+    (the small world), and the scenario is the old default but for its name (so the full history's tables are the
+    same too; only t_source_meta's scenario_name and scenario_hash say 'classic')."""
+    _, tables, _ = simulate_world(SMALL, 42)
+    assert "weather_daily" not in tables
+    assert_fingerprint(tables, DEFAULT_SMALL_FINGERPRINT)
+    classic = load_scenario(CLASSIC)
+    assert classic.realism is None and classic.name == "classic"
+    assert classic.model_copy(update={"name": "default"}).digest() == PRE_SWITCH_DEFAULT_DIGEST
+
+
+def test_default_history_is_the_realistic_one_and_pinned():
+    from forecasting.config import load_settings
+
+    for sc in (load_scenario(None), load_scenario(load_settings(environ={}).generator.scenario)):
+        assert sc.name == "realistic" and sc.realism is not None
+        assert sc.digest() == REALISTIC_DIGEST  # extends: classic.yaml + realism = the realistic scenario as it was
+    classic = load_scenario(CLASSIC)
+    assert load_scenario(REALISTIC).model_copy(update={"name": "classic", "realism": None}) == classic
+    _, tables, _ = simulate_world(small_realistic(), 42)
+    assert_fingerprint(tables, REALISTIC_SMALL_FINGERPRINT)
 
 
 def test_store_archetypes_have_their_own_hourly_peak_and_week(world):
@@ -203,8 +233,8 @@ def test_stockout_substitution_sells_a_like_item_beyond_its_own_demand(world):
     assert all(cat[i] == cat[j] for i, j in enumerate(w.rz.substitute) if j >= 0)
 
 
-def test_realistic_seed_writes_the_weather_table_and_default_leaves_it_empty(tmp_path):
-    for name, sc, rows in (("default", SMALL, 0), ("realistic", small_realistic(), 77)):
+def test_realistic_seed_writes_the_weather_table_and_classic_leaves_it_empty(tmp_path):
+    for name, sc, rows in (("classic", SMALL, 0), ("realistic", small_realistic(), 77)):
         engine, schema = open_source(f"sqlite:///{tmp_path / name}.db")
         summary = generate(engine, schema, sc, 42)
         assert summary["rows"]["weather_daily"] == rows
@@ -218,7 +248,26 @@ def test_realistic_seed_writes_the_weather_table_and_default_leaves_it_empty(tmp
 def test_selected_by_configuration():
     from forecasting.config import load_settings
 
-    s = load_settings(environ={"REPLENISH__GENERATOR__SCENARIO": REALISTIC})
+    s = load_settings(environ={"REPLENISH__GENERATOR__SCENARIO": CLASSIC})
     sc = load_scenario(s.generator.scenario)
-    assert sc.name == "realistic" and sc.realism is not None
-    assert sc.digest() != load_scenario("configs/scenarios/default.yaml").digest()  # seed --if-missing: not the same
+    assert sc.name == "classic" and sc.realism is None
+    assert sc.digest() != load_scenario(REALISTIC).digest()  # seed --if-missing: not the same
+
+
+def test_extends_merges_mappings_and_replaces_lists(tmp_path):
+    from forecasting.errors import ConfigError
+
+    child = tmp_path / "child.yaml"
+    child.write_text(f"extends: {REALISTIC}\nname: child\nrealism: {{store_day_sd: 0.2}}\n"
+                     "events: [{type: closure, date: 2026-01-26, kind: blizzard}]\n", encoding="utf-8")
+    sc, base = load_scenario(child), load_scenario(REALISTIC)
+    assert sc.realism.store_day_sd == 0.2 and sc.realism.noise == base.realism.noise  # one key of the mapping
+    assert len(sc.events) == 1 and sc.end_date == base.end_date
+    loop = tmp_path / "loop.yaml"
+    loop.write_text(f"extends: {loop}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_scenario(loop)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"extends: {REALISTIC}\nrealism: {{store_day_sdd: 0.2}}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="store_day_sdd"):
+        load_scenario(bad)
