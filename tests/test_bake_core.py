@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 from forecasting.inventory.bake import BakeItem, SellDownSettings, hhmm, parse_hhmm, plan_day
@@ -129,3 +130,33 @@ def test_covering_the_shelf_life_pools_a_slow_items_demand():
     assert by_life.expected_lost < by_release.expected_lost
     with pytest.raises(ValueError, match="cover"):
         one(slow, cover="all_day")
+
+
+def test_searched_targets_cost_less_under_top_up_on_fresh_draws():
+    """The search minimises the day's expected cost under the top-up rule on the plan's own paths; on demand drawn
+    apart from them (the replay's draws) it still costs less than the per-release newsvendor targets."""
+    from forecasting.evaluation.intraday import ReplayItem, draw_day, release_plan, replay_day
+
+    items = [item(shelf=12.0, scale=2.0, item_id=1), item(shelf=8.0, scale=0.7, item_id=2, cost=1.6),
+             item(shelf=8.0, scale=4.0, item_id=3)]
+    ritems = [ReplayItem(it.item_id, it.shelf_hours, it.unit_cost, it.price) for it in items]
+    plain = release_plan(items, RELEASES, OPEN, CLOSE, n_samples=1000, seed=3)
+    searched = release_plan(items, RELEASES, OPEN, CLOSE, n_samples=1000, seed=3, search=True)
+    assert searched.targets is not None and not np.array_equal(searched.targets, plain.targets)
+    cost = {"plain": [], "searched": []}
+    for s in range(400):
+        d = draw_day([it.hourly_mean for it in items], 0.08, OPEN, CLOSE, 0.25, seed=1000 + s)
+        cost["plain"].append(replay_day(ritems, plain, d, OPEN, CLOSE, 0.25).total_cost)
+        cost["searched"].append(replay_day(ritems, searched, d, OPEN, CLOSE, 0.25).total_cost)
+    assert np.mean(cost["searched"]) < np.mean(cost["plain"])
+
+
+def test_waste_weight_trades_waste_for_lost_sales_and_says_so():
+    it = item(shelf=8.0, scale=2.0)
+    base, weighed = one(it, search=True), one(it, search=True, waste_weight=2.0)
+    assert weighed.expected_waste < base.expected_waste and weighed.expected_lost >= base.expected_lost
+    assert weighed.releases[0].service_level < base.releases[0].service_level
+    assert "counted as $2.20: waste weight 2" in weighed.releases[0].detail
+    assert "waste weight" not in base.releases[0].detail
+    with pytest.raises(ValueError, match="rule"):
+        one(it, rule="sometimes")
