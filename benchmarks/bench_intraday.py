@@ -44,7 +44,7 @@ def write_chart(report: dict, path: Path) -> Path:
         m = [report["policies"][p][key] for p in plans]
         ci = [report["policies"][p].get("ci95", {}).get(key, [v, v]) for p, v in zip(plans, m, strict=True)]
         err = [[v - c[0] for v, c in zip(m, ci, strict=True)], [c[1] - v for v, c in zip(m, ci, strict=True)]]
-        ax.bar(plans, m, yerr=err, color=["#999999", "#1f77b4", "#2ca02c"][: len(plans)], capsize=4)
+        ax.bar(plans, m, yerr=err, color=["#999999", "#1f77b4", "#2ca02c", "#cccccc"][: len(plans)], capsize=4)
         ax.set_title(title)
         if key == "fill_rate":
             ax.set_ylim(min(m) - 0.05, 1.0)

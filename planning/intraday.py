@@ -157,7 +157,10 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
     hourly = _hourly_sales(settings, start, end)
     provider = _forecasts(settings, engine, schema, start, forecaster, say)
     stores = master.stores.set_index("store_id")
-    acc = {(p, s): dict.fromkeys(SUMS, 0.0) for p in PLANS for s in seed_list}
+    # with a waste weight, the daily-only plan at the same weight beside (a diagnostic: how much of the change is the
+    # weight rather than releasing through the day); the targets compare with today's daily-only plan
+    names = PLANS + (("daily_only_same_weight",) if abs(weight - 1.0) > 1e-9 else ())
+    acc = {(p, s): dict.fromkeys(SUMS, 0.0) for p in names for s in seed_list}
     by_cat: dict[tuple[str, str], dict[str, float]] = {}  # (plan, category) summed over the seeds
     counts = {"store_days": 0, "item_days": 0, "item_days_without_forecast": 0}
     hcfg = settings.training.hourly
@@ -197,6 +200,8 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
             kw = {"n_samples": bake.n_samples, "seed": pseed, "slot_minutes": bake.slot_minutes}
             plans: dict[str, DayPlan] = {
                 "daily_only": daily_only_plan(fc_items, open_h, close_h, **kw),
+                **({"daily_only_same_weight": daily_only_plan(fc_items, open_h, close_h, waste_weight=weight, **kw)}
+                   if len(names) > len(PLANS) else {}),
                 "intraday": release_plan(fc_items, times, open_h, close_h, cover=cover, rule=rule, search=search,
                                          waste_weight=weight, **kw),
                 "oracle": release_plan(true_items, times, open_h, close_h, cover=cover, rule=rule, search=search,
@@ -219,7 +224,7 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
         say(f"{day}: done ({time.perf_counter() - t0:.0f} s)")
         day += timedelta(days=1)
     policies: dict[str, dict[str, Any]] = {}
-    for name in PLANS:
+    for name in names:
         runs = [_metrics(acc[(name, s)]) | {"seed": s} for s in seed_list]
         m: dict[str, Any] = {k: round(float(np.mean([r[k] for r in runs])), 5) for k in runs[0] if k != "seed"}
         if len(runs) > 1:
@@ -239,16 +244,21 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
             "forecaster": forecaster,
             "plans": {"daily_only": "daily newsvendor on the day's forecast (critical ratio margin/price), all out "
                                     "at opening",
+                      "daily_only_same_weight": "(only with a waste weight) the daily-only plan at the same waste "
+                                                "weight: a diagnostic, the targets compare with daily_only",
                       "intraday": "inventory.bake.plan_day on the forecast x the store's hourly profile of the "
                                   f"{settings.training.hourly.lookback_days} days before the day "
-                                  "(forecasting.inventory.hourly_demand, as the API's)",
+                                  "(forecasting.inventory.hourly_demand, as the API's); the store "
+                                  + ("fills the shelf up to each release's target" if rule == "top_up" else
+                                     "puts out the planned pieces") + (", targets searched" if search else "")
+                                  + f", waste weight {weight:g}",
                       "oracle": "inventory.bake.plan_day on the true hourly means and dispersion"},
         },
         "units": "pieces and hours summed over stores x ready-food items x days; costs in $ (waste at unit cost + "
                  "lost margin); fill rate in units (substituted units served); stockout hours: opening-hour slots "
                  "with an empty shelf or unmet own demand",
         "policies": policies,
-        "by_category": {c: {name: _metrics(by_cat[(name, c)]) for name in PLANS if (name, c) in by_cat}
+        "by_category": {c: {name: _metrics(by_cat[(name, c)]) for name in names if (name, c) in by_cat}
                         for c in sorted({c for _, c in by_cat})},
     }
     if len(seed_list) > 1:

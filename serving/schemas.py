@@ -300,9 +300,10 @@ class BakeRelease(BaseModel):
     covers_until: str = doc("End of the demand this release covers (HH:MM): when its pieces go stale or closing, "
                             "whichever comes first (planning.bake.cover: next_release also stops at the next "
                             "release).", "14:00")
-    pieces: int = doc("Whole pieces to put out (thaw or bake).", 6)
-    shelf_target_pcs: int = doc("Fresh pieces the shelf should hold right after the release: when the shelf holds "
-                                "more or fewer than expected, put out this minus what is there.", 8)
+    pieces: int = doc("Whole pieces to put out (thaw or bake): the usual number when the shelf is filled up to "
+                      "shelf_target_pcs (rule top_up), or the pieces whatever the shelf holds (rule fixed).", 6)
+    shelf_target_pcs: int = doc("The action: fill the shelf up to this many fresh pieces at the release, counting "
+                                "the fresh pieces already there (planning.bake.rule top_up).", 8)
     demand_pcs: float = doc("Expected demand in the hours this release covers (pieces).", 5.4)
     fresh_carried_pcs: float = doc("Expected fresh pieces left from earlier releases at this time (pieces).", 1.2)
     expected_sold_pcs: float = doc("Expected pieces of this release sold (pieces).", 4.9)

@@ -197,15 +197,15 @@ def replay_day(items: list[ReplayItem], plan: DayPlan, draw: DayDraw, open_hour:
 
 
 def daily_only_plan(items: list[BakeItem], open_hour: float, close_hour: float, n_samples: int = 1000,
-                    seed: int = 0, slot_minutes: int = 15) -> DayPlan:
+                    seed: int = 0, slot_minutes: int = 15, waste_weight: float = 1.0) -> DayPlan:
     """Today's behaviour: the day's quantity put out at opening, a daily newsvendor on the day's forecast at each
-    item's critical ratio (margin / price). ``inventory.bake.plan_day`` with one release at opening and a shelf
-    life past closing is exactly that newsvendor (the release covers the whole day's demand); the replay then
-    applies the items' real shelf hours."""
+    item's critical ratio (margin / price; margin / (margin + cost x ``waste_weight``) with a waste weight).
+    ``inventory.bake.plan_day`` with one release at opening and a shelf life past closing is exactly that
+    newsvendor (the release covers the whole day's demand); the replay then applies the items' real shelf hours."""
     day_long = [BakeItem(it.item_id, it.name, it.hourly_mean, it.dispersion, 48.0, it.unit_cost, it.price)
                 for it in items]
     plan = plan_day(day_long, [open_hour], open_hour, close_hour, n_samples=n_samples, seed=seed,
-                    slot_minutes=slot_minutes, cover="shelf_life")
+                    slot_minutes=slot_minutes, cover="shelf_life", waste_weight=waste_weight)
     return DayPlan((float(open_hour),), _pieces(plan, len(items), 1))
 
 
