@@ -366,7 +366,7 @@ class BakeConfig(_Section):
     """
 
     release_times: list[Annotated[str, Field(pattern=_HHMM)]] = Field(
-        default_factory=lambda: ["07:00", "11:00", "15:00"], min_length=1)  # local HH:MM when pieces go out
+        default_factory=lambda: ["07:00", "09:30", "12:00", "14:30", "17:00"], min_length=1)  # local HH:MM when pieces go out
     lead_minutes: int = Field(30, ge=0, le=720)  # minutes of thawing or baking before a release
     # the demand a release covers: until the next release, or until its pieces go stale (both end at closing)
     cover: str = Field("shelf_life", pattern="^(next_release|shelf_life)$")
@@ -375,10 +375,10 @@ class BakeConfig(_Section):
     rule: str = Field("top_up", pattern="^(top_up|fixed)$")
     # top_up only: search the shelf targets that minimise the day's expected cost under the rule, from the
     # per-release newsvendor ones (a piece left at a release lowers the next fill: its overage costs less)
-    search_targets: bool = False
+    search_targets: bool = True
     # a piece thrown away counts as this many times its cost in the plan's decisions (1: its cost); the chain's own
     # price on waste (disposal, a waste goal); reported dollars stay at cost
-    waste_weight: float = Field(1.0, ge=1.0, le=10.0)
+    waste_weight: float = Field(1.25, ge=1.0, le=10.0)
     default_shelf_hours: float = Field(8.0, gt=0, le=72)  # hours a piece sells after thaw/bake (other categories)
     shelf_hours_by_category: dict[str, float] = Field(  # product category -> hours after thaw/bake
         default_factory=lambda: {"Bakery": 8.0, "Food": 12.0})
