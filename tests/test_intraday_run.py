@@ -25,7 +25,7 @@ def _run(world: SmallWorld, tmp_path, **kw) -> dict:
 def test_plans_meet_the_same_demand_and_conserve_pieces(world, tmp_path):
     rep = _run(world, tmp_path)
     p = rep["policies"]
-    assert set(p) == {"daily_only", "intraday", "oracle"}
+    assert {"daily_only", "intraday", "oracle"} <= set(p)
     assert rep["protocol"]["rule"] == "top_up" and rep["period"]["store_days"] > 0
     assert p["daily_only"]["demand"] == p["intraday"]["demand"] == p["oracle"]["demand"] > 0
     for m in p.values():  # every piece sold, sold to a like item's customer or thrown away
@@ -36,7 +36,7 @@ def test_plans_meet_the_same_demand_and_conserve_pieces(world, tmp_path):
 
 
 def test_top_up_and_the_waste_weight_change_what_the_store_does(world, tmp_path):
-    fixed = _run(world, tmp_path, rule="fixed")
+    fixed = _run(world, tmp_path, rule="fixed", search=False, waste_weight=1.0)
     top = _run(world, tmp_path, rule="top_up", search=True, waste_weight=1.5)
     assert top["protocol"]["search_targets"] and top["protocol"]["waste_weight"] == 1.5
     # the daily-only plan is the same whatever the intraday rule; the same-weight one is reported beside
