@@ -43,7 +43,7 @@ from forecasting.evaluation.intraday import (
 )
 from forecasting.evaluation.metrics import mean_interval
 from forecasting.inventory.bake import BakeItem, parse_hhmm
-from forecasting.inventory.hourly_demand import fit_hourly_shares
+from forecasting.inventory.hourly_demand import fit_configured
 from forecasting.source.schema import SourceSchema
 from planning.inputs import read, read_table, with_truth_dispersion
 from planning.simulate import default_period, paired
@@ -94,6 +94,15 @@ def _hourly_sales(settings: Settings, start: date, end: date) -> pd.DataFrame:
                 columns=["store_id", "product_id", "date", "local_hour", "qty", "censored"])
     h["date"] = pd.to_datetime(h["date"]).dt.date
     return h
+
+
+def _calendar(settings: Settings):
+    """The planned calendar of the feature store (``training.future.PlannedCalendar``): the hour-level model's day
+    inputs as the API reads them (``serving.engine.hourly_profiles``)."""
+    from features.store import FeatureStore
+    from training.future import PlannedCalendar
+
+    return PlannedCalendar.from_manifest(FeatureStore(str(resolve_path(settings.features.out_dir))).manifest())
 
 
 def _metrics(acc: dict[str, float]) -> dict[str, float]:
@@ -155,6 +164,7 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
                 for k, g in shares.groupby(["store_id", "date"])}
     popularity = truth.groupby(["store_id", "product_id"])["expected_qty"].mean().to_dict()
     hourly = _hourly_sales(settings, start, end)
+    calendar = _calendar(settings)
     provider = _forecasts(settings, engine, schema, start, forecaster, say)
     stores = master.stores.set_index("store_id")
     # with a waste weight, the daily-only plan at the same weight beside (a diagnostic: how much of the change is the
@@ -172,7 +182,8 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
         fc_of = {(int(r.store_id), int(r.product_id)): (float(r.mean), float(r.dispersion))
                  for r in fc.itertuples(index=False)}
         past = hourly[(hourly["date"] < day) & (hourly["date"] >= day - timedelta(days=lb))]
-        prof = fit_hourly_shares(past, hcfg.holdout_days) if len(past) else None  # the API's hour-level model
+        # the API's hour-level model, with the day inputs (forecast temperature, campaigns) known the day before
+        prof = fit_configured(past, hcfg, calendar.hour_inputs(day - timedelta(days=1))) if len(past) else None
         for sid, g in truth[truth["date"] == day].groupby("store_id"):
             sid = int(sid)
             sh = share_of.get((sid, day))
@@ -187,7 +198,7 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
             for pid, th, r in zip(ids, true_h, meta.itertuples(), strict=True):
                 mean, disp = fc_of.get((sid, pid), (0.0, 0.0))
                 counts["item_days_without_forecast"] += int((sid, pid) not in fc_of)
-                pr = prof.get(sid, pid, day.weekday()) if prof is not None else None
+                pr = prof.get(sid, pid, day.weekday(), prof.covariates(pid, day)) if prof is not None else None
                 fc_items.append(BakeItem(pid, r.name, hourly_means(mean, pr, open_h, close_h), disp,
                                          float(r.shelf_hours), float(r.unit_cost), float(r.price)))
                 true_items.append(BakeItem(pid, r.name, th, alpha, float(r.shelf_hours), float(r.unit_cost),
