@@ -366,7 +366,8 @@ class BakeConfig(_Section):
     """
 
     release_times: list[Annotated[str, Field(pattern=_HHMM)]] = Field(
-        default_factory=lambda: ["07:00", "09:30", "12:00", "14:30", "17:00"], min_length=1)  # local HH:MM when pieces go out
+        default_factory=lambda: ["07:00", "09:30", "12:00", "14:30", "17:00"],
+        min_length=1)  # local HH:MM when pieces go out
     lead_minutes: int = Field(30, ge=0, le=720)  # minutes of thawing or baking before a release
     # the demand a release covers: until the next release, or until its pieces go stale (both end at closing)
     cover: str = Field("shelf_life", pattern="^(next_release|shelf_life)$")

@@ -117,6 +117,11 @@ def test_main_journey_change_approve_release_once(setup):
     assert row.locator("td.final").inner_text().strip() == str(new)
     assert "office party Friday" in row.inner_text() and str(engine_packs) in row.locator("td").nth(2).inner_text()
     _shot(page, "workbench-store.png")
+    bake = page.locator("#bake-plan")  # the thaw and bake plan: fill the shelf up to each release's target
+    assert bake.count() == 1 and "shelf to" in bake.inner_text()
+    assert "fill the shelf up to" in page.locator("#bake ~ p.small").first.inner_text()
+    bake.scroll_into_view_if_needed()
+    _shot(page, "workbench-bake.png")
 
     page.click("#approve")
     page.wait_for_selector(".state.approved")

@@ -441,7 +441,8 @@ def _reason(it: BakeItem, t: float, q: int, target: int, dmean: float, carried: 
         if target == 0:
             return f"Nothing at {hhmm(t)}: demand {span} is usually {_pc(dmean)} and fresh pieces cover it.{late}"
         return (f"Fill the shelf up to {target} pc at {hhmm(t)} for {span} (usually {_pc(dmean)} sell then), counting "
-                f"the pieces still fresh: usually about {q} pc to put out (about {_pc(carried)} left from earlier)."
+                f"the pieces still fresh: usually {f'about {q} pc' if q else 'nothing'} to put out (about "
+                f"{_pc(carried)} left from earlier)."
                 f"{late}")
     have = ""
     if carried >= 0.05:  # the action when the shelf differs from the expectation

@@ -165,8 +165,10 @@ def bake_section(plan, why: str | None) -> str:
     if not plan.items:
         return head + warn + "<div class=ok>Nothing to thaw or bake for this day.</div>"
     sub = (f"<p class=small>{plan.date:%A %d %B %Y}, open {plan.opening}-{plan.closing}; releases "
-           f"{', '.join(plan.release_times)}. Put out the pieces at each time (start thawing or baking by the "
-           f"time shown). Expected waste {plan.expected_waste_pcs:.0f} pc (${plan.waste_usd:,.2f} at cost) and lost "
+           f"{', '.join(plan.release_times)}. At each time fill the shelf up to the <b>shelf to</b> number, "
+           "counting the fresh pieces still there (the pieces shown are the usual number that takes); start thawing "
+           f"or baking by the time shown. Expected waste {plan.expected_waste_pcs:.0f} pc (${plan.waste_usd:,.2f} at "
+           "cost) and lost "
            f"sales {plan.expected_lost_pcs:.0f} pc (${plan.lost_margin_usd:,.2f} margin) over {plan.pieces:,} "
            "pc.</p>")
     th = ("<tr><th>Item</th><th>Release</th><th style='text-align:right'>Pieces</th><th style='text-align:right'>"
