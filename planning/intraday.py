@@ -83,26 +83,20 @@ def _forecasts(settings: Settings, engine: Engine, schema: SourceSchema, start: 
     return cached
 
 
-def _hourly_sales(settings: Settings, start: date, end: date) -> pd.DataFrame:
-    """Every product's hourly sales from ``training.hourly.lookback_days`` before ``start``: the hour-level model pools
-    the store's and the product's shapes, so it is fitted on all products, as the API's is."""
+def _hourly_inputs(settings: Settings, start: date, end: date):
+    """Every product's hourly sales from ``training.hourly.lookback_days`` before ``start`` (the hour-level model
+    pools the store's and the product's shapes, so it is fitted on all products, as the API's is) and the feature
+    store's planned calendar (``training.future.PlannedCalendar``: the model's day inputs, as
+    ``serving.engine.hourly_profiles`` reads them)."""
     from features.store import FeatureStore
+    from training.future import PlannedCalendar
 
     fs = FeatureStore(str(resolve_path(settings.features.out_dir)))
     lb = settings.training.hourly.lookback_days
     h = fs.read("hourly", start=start - timedelta(days=lb), end=end,
                 columns=["store_id", "product_id", "date", "local_hour", "qty", "censored"])
     h["date"] = pd.to_datetime(h["date"]).dt.date
-    return h
-
-
-def _calendar(settings: Settings):
-    """The planned calendar of the feature store (``training.future.PlannedCalendar``): the hour-level model's day
-    inputs as the API reads them (``serving.engine.hourly_profiles``)."""
-    from features.store import FeatureStore
-    from training.future import PlannedCalendar
-
-    return PlannedCalendar.from_manifest(FeatureStore(str(resolve_path(settings.features.out_dir))).manifest())
+    return h, PlannedCalendar.from_manifest(fs.manifest())
 
 
 def _metrics(acc: dict[str, float]) -> dict[str, float]:
@@ -163,8 +157,7 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
     share_of = {k: (g["local_hour"].to_numpy(int), g["share"].to_numpy(float))
                 for k, g in shares.groupby(["store_id", "date"])}
     popularity = truth.groupby(["store_id", "product_id"])["expected_qty"].mean().to_dict()
-    hourly = _hourly_sales(settings, start, end)
-    calendar = _calendar(settings)
+    hourly, calendar = _hourly_inputs(settings, start, end)
     provider = _forecasts(settings, engine, schema, start, forecaster, say)
     stores = master.stores.set_index("store_id")
     # with a waste weight, the daily-only plan at the same weight beside (a diagnostic: how much of the change is the
@@ -198,7 +191,7 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
             for pid, th, r in zip(ids, true_h, meta.itertuples(), strict=True):
                 mean, disp = fc_of.get((sid, pid), (0.0, 0.0))
                 counts["item_days_without_forecast"] += int((sid, pid) not in fc_of)
-                pr = prof.get(sid, pid, day.weekday(), prof.covariates(pid, day)) if prof is not None else None
+                pr = prof.on_day(sid, pid, day) if prof is not None else None
                 fc_items.append(BakeItem(pid, r.name, hourly_means(mean, pr, open_h, close_h), disp,
                                          float(r.shelf_hours), float(r.unit_cost), float(r.price)))
                 true_items.append(BakeItem(pid, r.name, th, alpha, float(r.shelf_hours), float(r.unit_cost),
@@ -211,13 +204,13 @@ def run_intraday(settings: Settings, engine: Engine, schema: SourceSchema, start
             kw = {"n_samples": bake.n_samples, "seed": pseed, "slot_minutes": bake.slot_minutes}
             plans: dict[str, DayPlan] = {
                 "daily_only": daily_only_plan(fc_items, open_h, close_h, **kw),
-                **({"daily_only_same_weight": daily_only_plan(fc_items, open_h, close_h, waste_weight=weight, **kw)}
-                   if len(names) > len(PLANS) else {}),
                 "intraday": release_plan(fc_items, times, open_h, close_h, cover=cover, rule=rule, search=search,
                                          waste_weight=weight, **kw),
                 "oracle": release_plan(true_items, times, open_h, close_h, cover=cover, rule=rule, search=search,
                                        waste_weight=weight, **kw),
             }
+            if "daily_only_same_weight" in names:
+                plans["daily_only_same_weight"] = daily_only_plan(fc_items, open_h, close_h, waste_weight=weight, **kw)
             for s in seed_list:
                 draw = draw_day(true_h, alpha, open_h, close_h, slot_h, seed=s * 1_000_003 + sid * 10_007
                                 + day.toordinal())

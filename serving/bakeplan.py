@@ -89,7 +89,7 @@ def store_plan(st, settings: Settings, store_id: int, day: date) -> tuple[BakePl
     for r in food.itertuples(index=False):
         i = index[int(r.product_id)]
         pid, hs = int(r.product_id), st.hourly
-        prof = hs.get(store_id, pid, day.weekday(), hs.covariates(pid, day)) if hs is not None else None
+        prof = hs.on_day(store_id, pid, day) if hs is not None else None
         items.append(BakeItem(int(r.product_id), str(r.name),
                               hourly_means(float(sf.mean[i, t]), prof, open_h, close_h), float(sf.alpha[i, t]),
                               float(r.shelf_hours), float(r.unit_cost), float(r.price)))

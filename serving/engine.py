@@ -489,7 +489,7 @@ class Engine:
                 m = float(mean[r, k])
                 hourly = None
                 if req.hourly:
-                    prof = st.hourly.get(req.store_id, pid, d.weekday(), st.hourly.covariates(pid, d))
+                    prof = st.hourly.on_day(req.store_id, pid, d)
                     hourly = [] if prof is None else _hours(prof, m, float(alpha[r, k]), qs)
                 out.append(DayForecast(date=d, mean=m, dispersion=float(alpha[r, k]),
                                        quantiles={str(q): float(qv[q][r, k]) for q in qs}, hourly=hourly))

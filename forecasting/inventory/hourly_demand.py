@@ -247,6 +247,11 @@ class HourlyShares:
         hours = np.flatnonzero(s > 0)
         return (hours, s[hours]) if len(hours) else None
 
+    def on_day(self, store: int, product: int, day: date) -> tuple[np.ndarray, np.ndarray] | None:
+        """``get`` for a calendar day with that day's inputs: the one lookup the API, the bake plan and the intraday
+        replay make, so they cannot pass the weekday or the covariates differently."""
+        return self.get(store, product, day.weekday(), self.covariates(product, day))
+
     def split(self, frame: pd.DataFrame, mean_col: str = "mean") -> pd.DataFrame:
         """Daily rows (``store_id, product_id, ds`` and ``mean_col``) -> one row per open hour with ``local_hour``,
         ``share`` and ``mean_col`` x share, each day with its covariates. Vectorised: the backtest splits every
