@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -79,6 +80,13 @@ class PlannedCalendar:
         ``as_of``: the temperature forecasts (the normal fitted on those up to ``as_of``) and the campaign days of
         every product from the same windows the daily features use. The one place the backtest, the API, the bake
         plan and the benchmark get them from."""
+        camp, cats = self._campaign_days
+        return HourInputs(self.temperature, camp, cats, as_of)
+
+    @cached_property
+    def _campaign_days(self) -> tuple[pd.DataFrame | None, dict[int, str]]:
+        """Every product's campaign days and each product's category: the same for every ``as_of`` (the intraday
+        replay asks for each day), so built once."""
         camp = None
         c = self.campaigns.dropna(subset=["valid_from", "valid_to"])
         if len(c) and len(self.products):
@@ -86,7 +94,7 @@ class PlannedCalendar:
                                   c["valid_to"].max().date())[["product_id", "date"]]
         cats = {int(p): c for p, c in zip(self.products["product_id"], self.products["category"], strict=True)
                 if isinstance(c, str) and c}
-        return HourInputs(self.temperature, camp, cats, as_of)
+        return camp, cats
 
     def known(self, rows: pd.DataFrame, columns: list[str], frame: ModelFrame | None = None) -> pd.DataFrame:
         """``columns`` for ``rows`` (``unique_id, ds, store_id, product_id``), computed from the planned events.
