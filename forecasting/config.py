@@ -199,6 +199,9 @@ class SelectionConfig(_Section):
     tolerance: float = Field(0.05, ge=0)  # candidates within this share of the best loss share the weight ...
     power: float = Field(4.0, gt=0)  # ... as loss ** -power
     shrink_windows: float = Field(100.0, ge=0)  # a segment's weights move from the pooled ones by n / (n + this)
+    # the models the blend may weigh (training.blend.CANDIDATES); empty: every candidate
+    candidates: list[Literal["lightgbm", "lightgbm_month", "twoway", "auto_ets", "croston", "seasonal_naive",
+                             "incumbent", "weekday_mean", "ensemble"]] = Field(default_factory=list)
 
 
 class HourlyConfig(_Section):
@@ -249,7 +252,7 @@ class TrainingConfig(_Section):
     run_ets: bool = True
     ets_model: str = "ZNA"
     calib_windows: int = Field(1, ge=1)
-    blend_windows: int = Field(3, ge=3)  # inner windows before each origin that learn the final blend's weights
+    blend_windows: int = Field(6, ge=3)  # inner windows before each origin that learn the final blend's weights
     quantiles: list[float] = Field(default_factory=lambda: [0.5, 0.8, 0.9, 0.95, 0.99])
     final: str = Field("auto", pattern="^(auto|blend|lightgbm|ensemble|auto_ets|croston|seasonal_naive)$")
     new_days: int = Field(56, ge=1)

@@ -240,3 +240,27 @@ def test_promote_compares_wape_as_the_champion_run_scored_it():
     assert _same_wape(ch, {"wape": 0.43, "wape_mean": float("nan")})["wape"] == 0.42
     assert _same_wape(ch, {"wape": 0.41, "wape_mean": 0.43})["wape"] == 0.40
     assert _same_wape({"wape": 0.40, "wape_mean": float("nan")}, {"wape": 0.41})["wape"] == 0.40
+
+
+def test_the_blend_weighs_only_the_configured_candidates():
+    """``training.selection.candidates`` limits what the final blend may weigh (the shipped default: the global
+    models); the other models are still run and scored as baselines. Empty: every candidate."""
+    from forecasting.config import TrainingConfig
+    from training.backtest import Backtester
+
+    every = Backtester(TrainingConfig.model_validate({"selection": {"candidates": []}}))
+    assert {"auto_ets", "croston", "twoway", "lightgbm"} <= set(every.candidates)
+    few = Backtester(TrainingConfig.model_validate({"selection": {"candidates": ["lightgbm", "twoway"]}}))
+    assert few.candidates == ["lightgbm", "twoway"]
+    assert {"auto_ets", "croston"} <= set(few.models)  # still scored
+    from forecasting.config import load_settings
+
+    shipped = load_settings().training.selection.candidates
+    assert shipped and not {"auto_ets", "croston", "incumbent", "seasonal_naive"} & set(shipped)
+    from typing import get_args
+
+    from forecasting.config import SelectionConfig
+    from training.blend import CANDIDATES
+
+    names = get_args(get_args(SelectionConfig.model_fields["candidates"].annotation)[0])
+    assert set(names) == set(CANDIDATES)  # the config accepts exactly the blend's candidates

@@ -330,7 +330,8 @@ class Backtester:
         """Models the final blend may weigh: ``training.final`` forces one (``auto``/``blend``: every baseline)."""
         if self.cfg.final not in ("auto", "blend") and self.cfg.final in self.models:
             return [self.cfg.final]
-        return [m for m in self.models if m in CANDIDATES]
+        allowed = set(self.cfg.selection.candidates or CANDIDATES)
+        return [m for m in self.models if m in CANDIDATES and m in allowed]
 
     def scoring_rows(self, preds: pd.DataFrame) -> pd.DataFrame:
         """``preds`` as scored: the oracle as the true distribution (its mean, its quantiles, the median scored for
