@@ -12,7 +12,6 @@ import holidays
 import numpy as np
 import pandas as pd
 
-
 HOLIDAY_REACH_DAYS = 14  # days_to_holiday / days_since_holiday are capped here (further: "no holiday near")
 
 
