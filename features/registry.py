@@ -28,7 +28,6 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("censored", pa.bool_()), ("stockout_hours", pa.float32()),
         ("dow", pa.int8()), ("is_weekend", pa.bool_()), ("month_of_year", pa.int8()), ("day_of_month", pa.int8()),
         ("is_holiday", pa.bool_()), ("holiday_name", _CAT),
-        ("days_to_holiday", pa.int8()), ("days_since_holiday", pa.int8()),
         ("days_since_store_open", pa.int32()), ("days_since_launch", pa.float32()),
         ("campaign", pa.bool_()), ("campaign_discount_pct", pa.float32()),
         ("weather_shock", pa.bool_()), ("weather_kind", _CAT),
@@ -71,8 +70,6 @@ _REGISTRY: dict[str, tuple[str, bool, str]] = {
                                   "stored in t_source_meta, else features.holiday_country / holiday_subdiv "
                                   "(holidays package)"),
     "holiday_name": ("daily", True, "holiday name, null otherwise"),
-    "days_to_holiday": ("daily", True, "days to the next public holiday (0 on one), capped at 14"),
-    "days_since_holiday": ("daily", True, "days since the last public holiday (0 on one), capped at 14"),
     "days_since_store_open": ("daily", True, "days since t_store.open_date"),
     "days_since_launch": ("daily", True, "days since t_product.launch_date (NaN when unknown)"),
     "campaign": ("daily", True, "a campaign coupon (is_campaign) covers the product or its category"),

@@ -270,16 +270,3 @@ def test_holidays_follow_the_configured_calendar_and_the_registry_says_so(sqlite
     assert not d.loc[(1, 101, pd.Timestamp("2025-11-04")), "is_holiday"]
     desc = fs.manifest()["feature_registry"]["is_holiday"]["description"]
     assert "New York" not in desc and "features.holiday_country" in desc and "t_source_meta" in desc
-
-
-def test_days_to_and_since_a_holiday_count_across_the_window_and_the_year():
-    """The days around a holiday are features too (the week between Christmas and New Year): counted from the
-    holidays outside the frame's window as well, capped at HOLIDAY_REACH_DAYS."""
-    from features.calendar import HOLIDAY_REACH_DAYS, calendar_frame
-
-    cal = calendar_frame(date(2025, 12, 20), date(2026, 1, 5), "US", "NY").set_index("date")
-    assert cal.loc["2025-12-24", "days_to_holiday"] == 1 and cal.loc["2025-12-25", "days_to_holiday"] == 0
-    assert cal.loc["2025-12-27", "days_since_holiday"] == 2 and cal.loc["2026-01-02", "days_since_holiday"] == 1
-    assert cal.loc["2025-12-20", "days_since_holiday"] == HOLIDAY_REACH_DAYS  # Thanksgiving was 23 days before
-    edge = calendar_frame(date(2025, 12, 26), date(2025, 12, 28)).set_index("date")
-    assert edge.loc["2025-12-28", "days_to_holiday"] == 4  # New Year's Day lies past the window's end

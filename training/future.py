@@ -30,8 +30,7 @@ from features.calendar import calendar_frame, campaign_frame
 from forecasting.inventory.hourly_demand import HourInputs
 from training.data import ModelFrame
 
-CALENDAR_COLUMNS = ("dow", "is_weekend", "month_of_year", "day_of_month", "is_holiday", "days_to_holiday",
-                    "days_since_holiday")
+CALENDAR_COLUMNS = ("dow", "is_weekend", "month_of_year", "day_of_month", "is_holiday")
 _EMPTY_CAMPAIGNS = ("product_id", "category", "discount_pct", "valid_from", "valid_to")
 
 
