@@ -264,3 +264,26 @@ def test_the_blend_weighs_only_the_configured_candidates():
 
     names = get_args(get_args(SelectionConfig.model_fields["candidates"].annotation)[0])
     assert set(names) == set(CANDIDATES)  # the config accepts exactly the blend's candidates
+
+
+def test_a_short_history_gets_as_many_blend_windows_as_it_holds_but_never_fewer_than_three():
+    """Six inner windows (the default) need months before the first origin; a short log gets fewer, down to three,
+    and says so; shorter than that is one clear DataError."""
+    from forecasting.config import TrainingConfig
+    from forecasting.errors import DataError
+    from training.backtest import MIN_BLEND_WINDOWS, Backtester
+
+    cfg = TrainingConfig.model_validate({"blend_windows": 6})
+    said: list[str] = []
+    for days, expect in ((140, 6), (70, None)):
+        d = synthetic_daily(n_stores=1, n_products=2, days=days, seed=3)
+        fr = to_model_frame(d, synthetic_manifest(d))
+        bt = Backtester(cfg, progress=said.append)
+        bt.cutoffs(fr, 1, 7, 7)
+        if expect is not None:
+            assert bt.blend_windows == expect
+        else:
+            assert MIN_BLEND_WINDOWS <= bt.blend_windows < 6 and "inner windows" in said[-1]
+    d = synthetic_daily(n_stores=1, n_products=2, days=50, seed=3)
+    with pytest.raises(DataError, match="too few"):
+        Backtester(cfg).cutoffs(to_model_frame(d, synthetic_manifest(d)), 1, 7, 7)

@@ -41,6 +41,7 @@ from training.models import LGBMModel, StatsModels, future_frame
 from training.source import EvalSources
 
 MIN_TRAIN_DAYS = 35
+MIN_BLEND_WINDOWS = 3  # the blend's weights are never learned on fewer inner windows (issue 11)
 NBParams = dict[str, tuple[float, float]]  # segment (or "all") -> (alpha, shared)
 
 
@@ -155,6 +156,7 @@ class Backtester:
         self.with_stats = with_stats
         self.rule = SegmentRule(new_days=cfg.new_days, slow_mean=cfg.slow_mean,
                                 intermittent_zero_share=cfg.intermittent_zero_share)
+        self.blend_windows = cfg.blend_windows  # inner windows the blend learns on (``cutoffs`` may lower it)
         self._cache: dict[pd.Timestamp, pd.DataFrame] = {}
         self.lgbm_: dict[pd.Timestamp, LGBMModel] = {}
         self.timings: dict[str, float] = {"lightgbm": 0.0, "stats": 0.0}
@@ -232,16 +234,27 @@ class Backtester:
         return [cutoff - pd.Timedelta(days=h + gap * j) for j in range(n)]
 
     def cutoffs(self, frame: ModelFrame, origins: int, step: int, h: int) -> list[pd.Timestamp]:
+        """The origins, oldest first. Sets ``blend_windows``: the configured inner windows, or as many as the
+        history holds before the first origin when it is short (a young store, a short log), never fewer than
+        ``MIN_BLEND_WINDOWS``: one window never decides, and a short history still gets a backtest."""
         last = frame.last_date
         cuts = [last - pd.Timedelta(days=h + step * k) for k in range(origins - 1, -1, -1)]
-        n_inner = max(self.cfg.calib_windows, self.cfg.blend_windows)
-        first_needed = self.inner_cutoffs(cuts[0], h, step, n_inner)[-1]
-        if (first_needed - frame.df["ds"].min()).days + 1 < MIN_TRAIN_DAYS:
-            days = (last - frame.df["ds"].min()).days + 1
+        first = frame.df["ds"].min()
+        want = max(self.cfg.blend_windows, MIN_BLEND_WINDOWS)
+        fits = [n for n in range(want, MIN_BLEND_WINDOWS - 1, -1)
+                if (self.inner_cutoffs(cuts[0], h, step, max(self.cfg.calib_windows, n))[-1] - first).days + 1
+                >= MIN_TRAIN_DAYS]
+        if not fits:
+            days = (last - first).days + 1
             raise DataError(
                 f"{days} days of history are too few for {origins} origins x {step} days step, horizon {h} "
-                f"and {n_inner} inner windows before the first origin: reduce --origins/--horizon"
+                f"and {max(self.cfg.calib_windows, MIN_BLEND_WINDOWS)} inner windows before the first origin: "
+                "reduce --origins/--horizon"
             )
+        self.blend_windows = fits[0]
+        if self.blend_windows < self.cfg.blend_windows:
+            self.progress(f"the history holds {self.blend_windows} inner windows before the first origin, not "
+                          f"the configured {self.cfg.blend_windows}: the blend learns on {self.blend_windows}")
         return cuts
 
     def run(
@@ -254,14 +267,14 @@ class Backtester:
         cuts = self.cutoffs(frame, origins, step, h)
         models = self.models
         cands = self.candidates
-        n_inner = max(self.cfg.calib_windows, self.cfg.blend_windows)
+        n_inner = max(self.cfg.calib_windows, self.blend_windows)
         outer, by_origin, reports = [], {}, {}
         for i, c in enumerate(cuts):  # progress once per origin, oldest first (its inner windows are part of it)
             self.progress(f"backtest origin {i + 1} of {len(cuts)}: {c.date()} ({h} days ahead, "
                           f"{len(models)} models)")
             inner = [self.forecast_at(frame, ic, h) for ic in self.inner_cutoffs(c, h, step, n_inner)]
             report: dict[str, Any] = {}
-            weights = self.learn(pd.concat(inner[: self.cfg.blend_windows]), cands, report)
+            weights = self.learn(pd.concat(inner[: self.blend_windows]), cands, report)
             by_origin[str(c.date())] = weights
             reports[str(c.date())] = report
             # the calibration windows lie before the origin too; their "final" uses the same weights (in sample
@@ -275,7 +288,7 @@ class Backtester:
             sp = cur["segment"].map(lambda s, fp=fp: fp.get(s, fp["all"]))
             cur["final_alpha"] = [float(a) for a, _ in sp]
             cur["final_shared"] = [float(b) for _, b in sp]
-            cur, alpha = self.calibrate(frame, cur, pd.concat(inner[: self.cfg.blend_windows]), weights)
+            cur, alpha = self.calibrate(frame, cur, pd.concat(inner[: self.blend_windows]), weights)
             cur["final_alpha_served"] = alpha  # the dispersion served with it (the hour-level scores split it)
             outer.append(add_intervals(cur, params, self.cfg.quantiles, self.cfg.seed + i, {"final": alpha}))
         preds = pd.concat(outer, ignore_index=True)
@@ -284,7 +297,7 @@ class Backtester:
         metrics, final = self.summarize(frame, preds, models, h)
         metrics.update(origins=[str(c.date()) for c in cuts], horizon=h, step_days=step)
         sel = self.cfg.selection
-        metrics["blend"] = {"candidates": cands, "windows": self.cfg.blend_windows, "by_origin": by_origin,
+        metrics["blend"] = {"candidates": cands, "windows": self.blend_windows, "by_origin": by_origin,
                             "final_weights": final_weights, "selection": reports,
                             "loss": f"scaled pinball of {sel.window_days}-day window totals at "
                                     f"{sel.service_levels}, bias guard {sel.max_bias:.0%}"}
@@ -322,7 +335,8 @@ class Backtester:
         sel = self.cfg.selection
         return learn_weights(rows, cands, SEGMENTS, window_days=sel.window_days, levels=sel.service_levels,
                              tolerance=sel.tolerance, power=sel.power, max_bias=sel.max_bias,
-                             shrink_windows=sel.shrink_windows, min_cutoffs=min(3, self.cfg.blend_windows),
+                             shrink_windows=sel.shrink_windows,
+                             min_cutoffs=min(MIN_BLEND_WINDOWS, self.blend_windows),
                              method=sel.method, steps=sel.steps, report=report)
 
     @property
