@@ -88,6 +88,8 @@ def main() -> int:
     ap.add_argument("--forecast-cache", help="keep the forecasters' daily forecasts in this folder (keyed by data, "
                                              "code and settings), so a re-run with other policy settings skips refits")
     args = ap.parse_args()
+    if Path(args.out).exists() and not Path(args.out).is_dir():  # before a 20-minute replay, not after it
+        ap.error(f"--out {args.out} is a file: give the folder the results go to")
 
     from forecasting.config import load_settings
     from forecasting.source.db import open_source
