@@ -287,3 +287,26 @@ def test_a_short_history_gets_as_many_blend_windows_as_it_holds_but_never_fewer_
     d = synthetic_daily(n_stores=1, n_products=2, days=50, seed=3)
     with pytest.raises(DataError, match="too few"):
         Backtester(cfg).cutoffs(to_model_frame(d, synthetic_manifest(d)), 1, 7, 7)
+
+
+def test_inner_windows_that_only_teach_the_blend_skip_the_statistical_fit_and_change_nothing():
+    """With global candidates, an inner window beyond the calibration ones needs no AutoETS / Croston fit (the
+    blend weighs none of them): the backtest skips it there, and its final forecast is exactly the same."""
+    from forecasting.config import TrainingConfig
+    from training.backtest import Backtester
+
+    d = synthetic_daily(n_stores=2, n_products=3, days=150, seed=5)
+    fr = to_model_frame(d, synthetic_manifest(d))
+    cfg = TrainingConfig.model_validate({"blend_windows": 4, "horizon": 7, "origins": 2, "run_ets": True,
+                                         "selection": {"candidates": ["lightgbm", "twoway"]}})
+    params = {**cfg.lgbm, "n_estimators": 20}
+
+    class AlwaysStats(Backtester):
+        def forecast_at(self, frame, cutoff, h, stats=True):
+            return super().forecast_at(frame, cutoff, h, True)
+
+    lean, full = Backtester(cfg, params), AlwaysStats(cfg, params)
+    a, b = lean.run(fr), full.run(fr)
+    assert set(lean._stats_done) < set(full._stats_done)  # some inner windows went without the statistical fit
+    pd.testing.assert_series_equal(a.preds["final"], b.preds["final"])
+    assert a.metrics["models"]["final"]["wape"] == b.metrics["models"]["final"]["wape"]

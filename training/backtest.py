@@ -41,6 +41,7 @@ from training.models import LGBMModel, StatsModels, future_frame
 from training.source import EvalSources
 
 MIN_TRAIN_DAYS = 35
+STATS_CANDIDATES = {"auto_ets", "croston", "seasonal_naive", "ensemble"}  # need the statistical fit
 MIN_BLEND_WINDOWS = 3  # the blend's weights are never learned on fewer inner windows (issue 11)
 NBParams = dict[str, tuple[float, float]]  # segment (or "all") -> (alpha, shared)
 
@@ -158,6 +159,7 @@ class Backtester:
                                 intermittent_zero_share=cfg.intermittent_zero_share)
         self.blend_windows = cfg.blend_windows  # inner windows the blend learns on (``cutoffs`` may lower it)
         self._cache: dict[pd.Timestamp, pd.DataFrame] = {}
+        self._stats_done: set[pd.Timestamp] = set()  # cutoffs whose cached forecast has the statistical models
         self.lgbm_: dict[pd.Timestamp, LGBMModel] = {}
         self.timings: dict[str, float] = {"lightgbm": 0.0, "stats": 0.0}
         self.oracle_missing = 0
@@ -183,10 +185,13 @@ class Backtester:
             names.append("oracle")
         return names
 
-    def forecast_at(self, frame: ModelFrame, cutoff: pd.Timestamp, h: int) -> pd.DataFrame:
-        """Every model's forecast for (cutoff, cutoff + h], joined with actuals, segment and horizon."""
+    def forecast_at(self, frame: ModelFrame, cutoff: pd.Timestamp, h: int, stats: bool = True) -> pd.DataFrame:
+        """Every model's forecast for (cutoff, cutoff + h], joined with actuals, segment and horizon. ``stats=False``
+        leaves the statistical models out (an inner window that only teaches the blend, whose candidates need none
+        of them); a later call that needs them refits the cutoff."""
         cutoff = pd.Timestamp(cutoff)
-        if cutoff in self._cache:
+        stats = stats and self.with_stats
+        if cutoff in self._cache and (cutoff in self._stats_done or not stats):
             return self._cache[cutoff]
         train = frame.until(cutoff)
         if train.df.empty or (cutoff - train.df["ds"].min()).days + 1 < MIN_TRAIN_DAYS:
@@ -207,7 +212,8 @@ class Backtester:
         t1 = time.perf_counter()
         self.timings["lightgbm"] += t1 - t0
         st = None
-        if self.with_stats:
+        if stats:
+            self._stats_done.add(cutoff)
             st = StatsModels(7, self.cfg.ets_model, self.cfg.run_ets).fit(train).predict(h, ids)
             self.timings["stats"] += time.perf_counter() - t1
         out = assemble(train, ids, h, self.cfg, lgp, st)  # the components as the registered model puts them
@@ -268,11 +274,14 @@ class Backtester:
         models = self.models
         cands = self.candidates
         n_inner = max(self.cfg.calib_windows, self.blend_windows)
+        cands_need_stats = bool(set(cands) & STATS_CANDIDATES)
         outer, by_origin, reports = [], {}, {}
         for i, c in enumerate(cuts):  # progress once per origin, oldest first (its inner windows are part of it)
             self.progress(f"backtest origin {i + 1} of {len(cuts)}: {c.date()} ({h} days ahead, "
                           f"{len(models)} models)")
-            inner = [self.forecast_at(frame, ic, h) for ic in self.inner_cutoffs(c, h, step, n_inner)]
+            # the calibration windows fit every model's dispersion; the others only teach the blend its weights
+            inner = [self.forecast_at(frame, ic, h, stats=k < self.cfg.calib_windows or cands_need_stats)
+                     for k, ic in enumerate(self.inner_cutoffs(c, h, step, n_inner))]
             report: dict[str, Any] = {}
             weights = self.learn(pd.concat(inner[: self.blend_windows]), cands, report)
             by_origin[str(c.date())] = weights
