@@ -524,18 +524,17 @@ class OurForecasts(_FrameForecasts):
     def _learn_weights(self, start: date):
         """The blend's weights from the ``blend_windows`` inner windows that end the day before the period (what
         ``train`` does before each origin): the period itself never chooses them."""
-        from training.backtest import MIN_BLEND_WINDOWS, MIN_TRAIN_DAYS, Backtester
+        from training.backtest import MIN_BLEND_WINDOWS, Backtester
 
         bt = Backtester(self.cfg, self.params_lgbm, progress=self.say)
         cut = pd.Timestamp(start - timedelta(days=1))
         first = self.frame.df["ds"].min()
         step = self.cfg.step_days
-        # as many windows as the history holds (the configured number, never fewer than 3), at the full horizon
-        # first, then at the longest selection window (horizons 1..window_days)
-        tries = [(h, n) for h in (self.cfg.horizon, max(self.cfg.selection.window_days))
-                 for n in range(max(self.cfg.blend_windows, MIN_BLEND_WINDOWS), MIN_BLEND_WINDOWS - 1, -1)]
-        for h, n in tries:
-            if (bt.inner_cutoffs(cut, h, step, n)[-1] - first).days + 1 >= MIN_TRAIN_DAYS:
+        # as many windows as the history holds, at the full horizon first, then at the longest selection window
+        # (horizons 1..window_days)
+        for h in (self.cfg.horizon, max(self.cfg.selection.window_days)):
+            n = bt.windows_that_fit(cut, h, step, first)
+            if n:
                 break
         else:
             self.say(f"ours: too little history before {start} for {MIN_BLEND_WINDOWS} selection windows: "

@@ -36,12 +36,11 @@ from forecasting.evaluation.metrics import against, at_cost, score, wape_by, wit
 from training.blend import CANDIDATES, Weights, learn_weights, window_losses, window_tables
 from training.calibration import fit_calibration
 from training.data import SEGMENTS, ModelFrame, SegmentRule
-from training.forecaster import active_series, assemble, final_mean, merge_parts, month_model
+from training.forecaster import active_series, assemble, final_mean, merge_parts, month_model, needs
 from training.models import LGBMModel, StatsModels, future_frame
 from training.source import EvalSources
 
 MIN_TRAIN_DAYS = 35
-STATS_CANDIDATES = {"auto_ets", "croston", "seasonal_naive", "ensemble"}  # need the statistical fit
 MIN_BLEND_WINDOWS = 3  # the blend's weights are never learned on fewer inner windows (issue 11)
 NBParams = dict[str, tuple[float, float]]  # segment (or "all") -> (alpha, shared)
 
@@ -239,6 +238,16 @@ class Backtester:
         gap = min(step, h)
         return [cutoff - pd.Timedelta(days=h + gap * j) for j in range(n)]
 
+    def windows_that_fit(self, cutoff: pd.Timestamp, h: int, step: int, first: pd.Timestamp) -> int:
+        """How many inner windows the blend can learn on before ``cutoff`` when the history starts on ``first``:
+        the configured number, fewer when the history is short, never fewer than ``MIN_BLEND_WINDOWS`` (0: not
+        even those fit). The backtest and the replay's weights ask the same question."""
+        for n in range(max(self.cfg.blend_windows, MIN_BLEND_WINDOWS), MIN_BLEND_WINDOWS - 1, -1):
+            oldest = self.inner_cutoffs(cutoff, h, step, max(self.cfg.calib_windows, n))[-1]
+            if (oldest - first).days + 1 >= MIN_TRAIN_DAYS:
+                return n
+        return 0
+
     def cutoffs(self, frame: ModelFrame, origins: int, step: int, h: int) -> list[pd.Timestamp]:
         """The origins, oldest first. Sets ``blend_windows``: the configured inner windows, or as many as the
         history holds before the first origin when it is short (a young store, a short log), never fewer than
@@ -246,18 +255,15 @@ class Backtester:
         last = frame.last_date
         cuts = [last - pd.Timedelta(days=h + step * k) for k in range(origins - 1, -1, -1)]
         first = frame.df["ds"].min()
-        want = max(self.cfg.blend_windows, MIN_BLEND_WINDOWS)
-        fits = [n for n in range(want, MIN_BLEND_WINDOWS - 1, -1)
-                if (self.inner_cutoffs(cuts[0], h, step, max(self.cfg.calib_windows, n))[-1] - first).days + 1
-                >= MIN_TRAIN_DAYS]
-        if not fits:
+        n = self.windows_that_fit(cuts[0], h, step, first)
+        if not n:
             days = (last - first).days + 1
             raise DataError(
                 f"{days} days of history are too few for {origins} origins x {step} days step, horizon {h} "
                 f"and {max(self.cfg.calib_windows, MIN_BLEND_WINDOWS)} inner windows before the first origin: "
                 "reduce --origins/--horizon"
             )
-        self.blend_windows = fits[0]
+        self.blend_windows = n
         if self.blend_windows < self.cfg.blend_windows:
             self.progress(f"the history holds {self.blend_windows} inner windows before the first origin, not "
                           f"the configured {self.cfg.blend_windows}: the blend learns on {self.blend_windows}")
@@ -274,7 +280,7 @@ class Backtester:
         models = self.models
         cands = self.candidates
         n_inner = max(self.cfg.calib_windows, self.blend_windows)
-        cands_need_stats = bool(set(cands) & STATS_CANDIDATES)
+        cands_need_stats = needs({"all": dict.fromkeys(cands, 1.0)})[1]  # a candidate built on the statistical fit
         outer, by_origin, reports = [], {}, {}
         for i, c in enumerate(cuts):  # progress once per origin, oldest first (its inner windows are part of it)
             self.progress(f"backtest origin {i + 1} of {len(cuts)}: {c.date()} ({h} days ahead, "

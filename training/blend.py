@@ -28,13 +28,11 @@ import numpy as np
 import pandas as pd
 
 from forecasting import uncertainty as unc
+from forecasting.config import BLEND_CANDIDATES
 
 Weights = dict[str, dict[str, float]]  # segment (or "all") -> model -> weight (sums to 1)
 
-# window_mean is the sparse series' rule, not a candidate: over the Christmas lull its 28-day average won the inner
-# windows of the generated history and lost the next fortnight by far (WAPE 0.49 vs 0.41)
-CANDIDATES = ("lightgbm", "lightgbm_month", "twoway", "auto_ets", "croston", "seasonal_naive", "incumbent",
-              "weekday_mean", "ensemble")
+CANDIDATES = BLEND_CANDIDATES  # the one list, in the config (which validates training.selection.candidates)
 
 
 def pinball(actual: np.ndarray, quantile: np.ndarray, q: float) -> np.ndarray:
