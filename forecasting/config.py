@@ -239,6 +239,18 @@ class TwowayConfig(_Section):
     min_days: int = Field(14, ge=1)  # fewer days in the window: a new series keeps LightGBM's forecast
 
 
+class CleansingConfig(_Section):
+    """Demand-history cleansing for the global models (``training.cleansing``): abnormal store-days (closures,
+    slumps, storms: departures the robust spread calls events) taken out of the lags; calendar holidays left as
+    sold (the trees learn them from ``is_holiday``)."""
+
+    enabled: bool = True
+    weeks: int = Field(4, ge=1, le=8)  # same weekday this many weeks either side gives a day's expectation
+    z: float = Field(5.0, gt=0)  # robust z-score a store-day's departure must pass
+    chain_floor: float = Field(0.22, ge=0)  # ... and this log departure for the chain (0.22: 20%)
+    store_floor: float = Field(0.36, ge=0)  # ... and this for one store (0.36: 30%)
+
+
 class TrainingConfig(_Section):
     """Models, backtest and tracking defaults (see training/)."""
 
@@ -278,6 +290,7 @@ class TrainingConfig(_Section):
     sparse: SparseConfig = Field(default_factory=SparseConfig)
     hourly: HourlyConfig = Field(default_factory=HourlyConfig)
     twoway: TwowayConfig = Field(default_factory=TwowayConfig)
+    cleansing: CleansingConfig = Field(default_factory=CleansingConfig)
     dead_days: int = Field(28, ge=1)  # no sale in the last dead_days days: a dead item, neither forecast nor scored
     # a second LightGBM candidate with these month lags (``lightgbm_month``), weighed by the selection on inner
     # windows like every candidate; [] = off (also off when month_lags already gives the main model month lags)

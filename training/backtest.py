@@ -35,6 +35,7 @@ from forecasting.errors import DataError
 from forecasting.evaluation.metrics import against, at_cost, score, wape_by, with_true_distribution
 from training.blend import CANDIDATES, Weights, learn_weights, window_losses, window_tables
 from training.calibration import fit_calibration
+from training.cleansing import rule_from
 from training.data import SEGMENTS, ModelFrame, SegmentRule
 from training.forecaster import active_series, assemble, final_mean, merge_parts, month_model, needs
 from training.models import LGBMModel, StatsModels, future_frame
@@ -200,7 +201,7 @@ class Backtester:
             raise DataError(f"no series has data on {cutoff.date()}")
         t0 = time.perf_counter()
         lg = LGBMModel(self.params, self.cfg.lags, self.cfg.strategy, h, self.cfg.num_threads, self.cfg.seed,
-                       self.cfg.month_lags, self.cfg.month_lag_levels)
+                       self.cfg.month_lags, self.cfg.month_lag_levels, cleansing=rule_from(self.cfg))
         lg.fit(train)
         fut = future_frame(train, ids, h)  # the one future builder, as the batch forecast
         lgp = lg.predict(h, fut, ids)

@@ -14,6 +14,7 @@ import pandas as pd
 from forecasting import uncertainty as unc
 from forecasting.config import TrainingConfig
 from training.blend import Weights, apply_weights, used_models
+from training.cleansing import rule_from
 from training.data import ModelFrame, SegmentRule, segment_series
 from training.models import MONTH_LAG_INFO_DAYS, LGBMModel, StatsModels, future_frame, same_weekday_mean
 from training.twoway import twoway_part
@@ -113,7 +114,7 @@ def month_model(cfg: TrainingConfig, params: dict[str, Any], h: int) -> LGBMMode
     if not cfg.month_candidate or cfg.month_lags or h > MONTH_LAG_INFO_DAYS:
         return None
     return LGBMModel(params, cfg.lags, cfg.strategy, h, cfg.num_threads, cfg.seed, cfg.month_candidate,
-                     cfg.month_lag_levels, name="lightgbm_month")
+                     cfg.month_lag_levels, name="lightgbm_month", cleansing=rule_from(cfg))
 
 
 def merge_parts(*parts: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -208,7 +209,7 @@ class DemandForecaster:
         use_lgbm, use_stats, use_ets = needs(self.weights)
         if use_lgbm:
             self.lgbm_ = LGBMModel(self.params, c.lags, c.strategy, c.horizon, c.num_threads, c.seed, c.month_lags,
-                                   c.month_lag_levels).fit(frame)
+                                   c.month_lag_levels, cleansing=rule_from(c)).fit(frame)
         if use_stats:
             self.stats_ = StatsModels(7, c.ets_model, use_ets).fit(frame)
         self.lgbm_month_ = None

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from forecasting.errors import ConfigError
+from training.cleansing import CleansingRule, cleanse, day_factors
 from training.data import ModelFrame
 from training.future import future_frame  # noqa: F401  (the one future builder; imported from here by callers)
 
@@ -152,8 +153,10 @@ class LGBMModel:
         month_lags: list[int] | None = None,
         month_lag_levels: tuple[str, ...] | list[str] = MONTH_LAG_LEVELS,
         name: str = "lightgbm",
+        cleansing: CleansingRule | None = None,
     ) -> None:
         self.name = name  # the output column (``lightgbm_month``: the month-lag candidate of the blend)
+        self.cleansing = cleansing  # demand-history cleansing (training.cleansing); None: the raw history
         if strategy not in ("auto", "recursive", "direct", "both"):
             raise ValueError("strategy must be auto, recursive, direct or both")
         if month_lags and horizon > MONTH_LAG_INFO_DAYS:
@@ -224,6 +227,10 @@ class LGBMModel:
         )
         for c in [*self.static_, *self.exog_]:
             train[c] = d[c].to_numpy()
+        self.cleanse_thresholds_: dict | None = None
+        if getattr(self, "cleansing", None) is not None:
+            train, facts = self._cleansed(train)
+            self.cleanse_thresholds_ = facts.attrs["thresholds"]  # reused on newer history (batch, API)
         self.codes_ = {c: pd.Index(pd.unique(train[c].dropna())).sort_values() for c in ID_CODES if c in self.static_}
         train = self._encode(train)
         self.derived_: list[str] = []
@@ -255,6 +262,16 @@ class LGBMModel:
             self.mlfs_[kind] = mlf
         self.mlf_ = self.mlfs_[kinds[0]]
         return self
+
+    def _cleansed(self, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """``df`` (raw ids) with ``y`` cleansed of abnormal store-days, and the day factors found."""
+        stores = df["store_id"] if "store_id" in df else df["unique_id"].astype(str).str.split("_").str[0]
+        keys = pd.DataFrame({"unique_id": df["unique_id"].to_numpy(), "store_id": stores.to_numpy(),
+                             "ds": df["ds"].to_numpy(), "y": df["y"].to_numpy(float)})
+        if "is_holiday" in df:
+            keys["is_holiday"] = df["is_holiday"].to_numpy(float)
+        facts = day_factors(keys, self.cleansing, thresholds=getattr(self, "cleanse_thresholds_", None))
+        return df.assign(y=cleanse(keys, facts, self.cleansing)), facts
 
     def _encode(self, df: pd.DataFrame) -> pd.DataFrame:
         """Store and product ids as dense integer codes 0..n-1 (unknown ids -> -1, LightGBM's missing category).
@@ -324,6 +341,8 @@ class LGBMModel:
         x_df = future
         if x_df is not None and ids is not None:
             x_df = x_df[x_df["unique_id"].isin(ids)]
+        if new_df is not None and getattr(self, "cleansing", None) is not None:
+            new_df = self._cleansed(new_df.reset_index(drop=True))[0]
         if getattr(self, "derived_", []) and x_df is not None:
             if new_df is not None:
                 new_df = new_df.reset_index(drop=True)
