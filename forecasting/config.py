@@ -242,13 +242,15 @@ class TwowayConfig(_Section):
 class CleansingConfig(_Section):
     """Demand-history cleansing for the global models (``training.cleansing``): abnormal store-days (closures,
     slumps, storms: departures the robust spread calls events) taken out of the lags; calendar holidays left as
-    sold (the trees learn them from ``is_holiday``)."""
+    sold (the trees learn them from ``is_holiday``). Off by default: not adopted on the tuning periods (session 9,
+    docs/experiments.md)."""
 
-    enabled: bool = True
+    enabled: bool = False
     weeks: int = Field(4, ge=1, le=8)  # same weekday this many weeks either side gives a day's expectation
     z: float = Field(5.0, gt=0)  # robust z-score a store-day's departure must pass
     chain_floor: float = Field(0.22, ge=0)  # ... and this log departure for the chain (0.22: 20%)
     store_floor: float = Field(0.36, ge=0)  # ... and this for one store (0.36: 30%)
+    holiday_days_around: int = Field(1, ge=0, le=7)  # days either side of a holiday left as sold with it
 
 
 class TrainingConfig(_Section):

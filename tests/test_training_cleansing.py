@@ -85,6 +85,16 @@ def test_calendar_holidays_are_left_as_sold_and_kept_out_of_their_neighbours_exp
     assert 0.3 < r.mean() < 0.5
 
 
+def test_the_day_after_a_holiday_is_left_with_it_unless_configured_otherwise():
+    """A bridge day (the Friday after Thanksgiving) is part of the holiday's pattern the trees learn."""
+    df = panel(days=120, holidays={60: 0.0}, slump=(61, 61, 0.45))
+    day = START + pd.Timedelta(days=61)
+    with_it = day_factors(df, CleansingRule(holiday_days_around=1))
+    apart = day_factors(df, CleansingRule(holiday_days_around=0))
+    assert not with_it.loc[with_it["ds"] == day, "flagged"].any()
+    assert apart.loc[apart["ds"] == day, "flagged"].all()
+
+
 def _model(train: ModelFrame, cleansing: CleansingRule | None) -> LGBMModel:
     params = {"n_estimators": 60, "num_leaves": 15, "min_child_samples": 10, "learning_rate": 0.1}
     return LGBMModel(params, lags=[1, 7, 14, 21, 28], strategy="recursive", horizon=14, cleansing=cleansing).fit(train)
@@ -135,3 +145,15 @@ def test_newer_history_is_cleansed_as_the_fitted_model_s_so_batch_and_backtest_a
     j = own.merge(batch, on=["unique_id", "ds"], suffixes=("_own", "_batch"))
     assert len(j) == len(own)
     np.testing.assert_allclose(j["lightgbm_batch"], j["lightgbm_own"], rtol=1e-6, atol=1e-6)
+
+
+def test_the_setting_is_off_by_default_and_reaches_both_global_models_when_on():
+    from forecasting.config import TrainingConfig
+    from training.cleansing import rule_from
+    from training.forecaster import month_model
+
+    assert rule_from(TrainingConfig()) is None
+    on = TrainingConfig(cleansing={"enabled": True, "z": 4.0, "holiday_days_around": 0})
+    rule = rule_from(on)
+    assert rule == CleansingRule(z=4.0, holiday_days_around=0)
+    assert month_model(on, {}, 14).cleansing == rule

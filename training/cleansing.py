@@ -39,6 +39,7 @@ class CleansingRule:
     z: float = 5.0  # robust z-score a departure must pass
     chain_floor: float = 0.22
     store_floor: float = 0.36
+    holiday_days_around: int = 1  # days either side of a calendar holiday left as sold with it (bridge days)
 
 
 def rule_from(cfg) -> CleansingRule | None:
@@ -46,7 +47,8 @@ def rule_from(cfg) -> CleansingRule | None:
     c = cfg.cleansing
     if not c.enabled:
         return None
-    return CleansingRule(weeks=c.weeks, z=c.z, chain_floor=c.chain_floor, store_floor=c.store_floor)
+    return CleansingRule(weeks=c.weeks, z=c.z, chain_floor=c.chain_floor, store_floor=c.store_floor,
+                         holiday_days_around=c.holiday_days_around)
 
 
 def _same_weekday_median(wide: np.ndarray, weeks: int) -> np.ndarray:
@@ -95,6 +97,10 @@ def day_factors(df: pd.DataFrame, rule: CleansingRule | None = None, y: str = "y
     if "is_holiday" in df:
         h = df.groupby("ds")["is_holiday"].max().reindex(days).fillna(0).to_numpy(float)
         hol = h > 0
+    keep = hol.copy()
+    for k in range(1, rule.holiday_days_around + 1):
+        keep[k:] |= hol[:-k]
+        keep[:-k] |= hol[k:]
     mask = np.zeros(L.shape, dtype=bool)
     for _ in range(2):  # expectations from normal days only (holidays never count), the second time round
         E = _same_weekday_median(np.where(mask | hol[None, :], np.nan, L), rule.weeks)
@@ -111,7 +117,7 @@ def day_factors(df: pd.DataFrame, rule: CleansingRule | None = None, y: str = "y
         known = given.get("stores", {})
         ts = np.array([known.get(s, _robust_threshold(r[normal], rule.store_floor, rule.z))
                        for s, r in zip(wide.index, ls, strict=True)])[:, None]
-        mask = (chain_day[None, :] | (np.abs(np.nan_to_num(ls, nan=0.0)) > ts)) & np.isfinite(ls) & ~hol[None, :]
+        mask = (chain_day[None, :] | (np.abs(np.nan_to_num(ls, nan=0.0)) > ts)) & np.isfinite(ls) & ~keep[None, :]
     ratio = np.where(mask, np.exp(np.nan_to_num(ls, nan=0.0)), 1.0)
     out = pd.DataFrame({
         "store_id": np.repeat(wide.index.to_numpy(), len(days)),
