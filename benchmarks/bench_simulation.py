@@ -83,13 +83,16 @@ def main() -> int:
     ap.add_argument("--period", choices=("reported", "selection"), default="reported",
                     help="reported: the last simulation.weeks weeks; selection: the weeks before (choose settings "
                          "there, never on the reported period)")
-    ap.add_argument("--seeds", type=int, help="demand seeds (default simulation.seeds)")
+    ap.add_argument("--seeds", type=int, metavar="N",
+                    help="how many demand seeds, from simulation.seed on (101, 102, ...; default simulation.seeds, 5)")
     ap.add_argument("--policies", help="comma-separated subset of ours,incumbent,seasonal_naive,oracle (default all)")
     ap.add_argument("--forecast-cache", help="keep the forecasters' daily forecasts in this folder (keyed by data, "
                                              "code and settings), so a re-run with other policy settings skips refits")
     args = ap.parse_args()
     if Path(args.out).exists() and not Path(args.out).is_dir():  # before a 20-minute replay, not after it
         ap.error(f"--out {args.out} is a file: give the folder the results go to")
+    if args.seeds is not None and not 1 <= args.seeds <= 50:
+        ap.error(f"--seeds {args.seeds}: give how many demand seeds to replay, 1 to 50")
 
     from forecasting.config import load_settings
     from forecasting.source.db import open_source

@@ -167,3 +167,13 @@ def test_console_entry_point_as_a_user_runs_it(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: Missing option '--date'. (see `replenish plan --help`)"
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("args, says", [(["--seeds", "0"], "--seeds 0"), (["--out", "README.md"], "is a file")])
+def test_the_replay_benchmark_refuses_bad_arguments_before_it_starts(args, says):
+    """A replay runs for 20 minutes: a bad argument is one line and exit 2 up front, not a traceback at the end."""
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_simulation.py"), *args], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 2
+    assert says in p.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in p.stderr
