@@ -403,7 +403,7 @@ class BakeConfig(_Section):
     search_targets: bool = True
     # a piece thrown away counts as this many times its cost in the plan's decisions (1: its cost); the chain's own
     # price on waste (disposal, a waste goal); reported dollars stay at cost
-    waste_weight: float = Field(1.3, ge=1.0, le=10.0)
+    waste_weight: float = Field(1.2, ge=1.0, le=10.0)
     default_shelf_hours: float = Field(8.0, gt=0, le=72)  # hours a piece sells after thaw/bake (other categories)
     shelf_hours_by_category: dict[str, float] = Field(  # product category -> hours after thaw/bake
         default_factory=lambda: {"Bakery": 8.0, "Food": 12.0})
