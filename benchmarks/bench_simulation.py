@@ -91,8 +91,14 @@ def main() -> int:
     args = ap.parse_args()
     if Path(args.out).exists() and not Path(args.out).is_dir():  # before a 20-minute replay, not after it
         ap.error(f"--out {args.out} is a file: give the folder the results go to")
-    if args.seeds is not None and not 1 <= args.seeds <= 50:
-        ap.error(f"--seeds {args.seeds}: give how many demand seeds to replay, 1 to 50")
+    if args.seeds is not None:  # the configuration's own bounds (planning.simulation.seeds)
+        from pydantic import ValidationError
+
+        from forecasting.config import SimulationConfig
+        try:
+            SimulationConfig(seeds=args.seeds)
+        except ValidationError as exc:
+            ap.error(f"--seeds {args.seeds}: {exc.errors()[0]['msg']} (how many demand seeds to replay)")
 
     from forecasting.config import load_settings
     from forecasting.source.db import open_source

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from training.cleansing import CleansingRule, cleanse, day_factors
+from forecasting.config import CleansingConfig
+from training.cleansing import cleanse, day_factors
 from training.data import ModelFrame
 from training.models import LGBMModel, future_frame
 
@@ -89,13 +90,13 @@ def test_the_day_after_a_holiday_is_left_with_it_unless_configured_otherwise():
     """A bridge day (the Friday after Thanksgiving) is part of the holiday's pattern the trees learn."""
     df = panel(days=120, holidays={60: 0.0}, slump=(61, 61, 0.45))
     day = START + pd.Timedelta(days=61)
-    with_it = day_factors(df, CleansingRule(holiday_days_around=1))
-    apart = day_factors(df, CleansingRule(holiday_days_around=0))
+    with_it = day_factors(df, CleansingConfig(holiday_days_around=1))
+    apart = day_factors(df, CleansingConfig(holiday_days_around=0))
     assert not with_it.loc[with_it["ds"] == day, "flagged"].any()
     assert apart.loc[apart["ds"] == day, "flagged"].all()
 
 
-def _model(train: ModelFrame, cleansing: CleansingRule | None) -> LGBMModel:
+def _model(train: ModelFrame, cleansing: CleansingConfig | None) -> LGBMModel:
     params = {"n_estimators": 60, "num_leaves": 15, "min_child_samples": 10, "learning_rate": 0.1}
     return LGBMModel(params, lags=[1, 7, 14, 21, 28], strategy="recursive", horizon=14, cleansing=cleansing).fit(train)
 
@@ -116,7 +117,7 @@ def test_after_a_slump_the_cleansed_model_keeps_the_level_and_still_learns_holid
     truth = df[df["ds"] > START + pd.Timedelta(days=cutoff)].assign(
         mu=lambda x: x["mu"] * np.where(x["is_holiday"] > 0, 0.5, 1.0))
     err = {}
-    for name, rule in (("raw", None), ("cleansed", CleansingRule())):
+    for name, rule in (("raw", None), ("cleansed", CleansingConfig())):
         m = _model(train, rule)
         p = m.predict(14, fut, ids).merge(truth[["unique_id", "ds", "mu"]], on=["unique_id", "ds"])
         normal = p[p["ds"] != START + pd.Timedelta(days=131)]
@@ -137,7 +138,7 @@ def test_newer_history_is_cleansed_as_the_fitted_model_s_so_batch_and_backtest_a
     train = _frame(df, cutoff)
     ids = sorted(train.df["unique_id"].unique())
     fut = future_frame(train, ids, 14)
-    m = _model(train, CleansingRule())
+    m = _model(train, CleansingConfig())
     own = m.predict(14, fut, ids)
     recent = train.df[train.df["ds"] > train.last_date - pd.Timedelta(days=120)]
     new_df = recent[["unique_id", "ds", "y", "store_id", "product_id", "is_holiday"]]
@@ -155,5 +156,5 @@ def test_the_setting_is_off_by_default_and_reaches_both_global_models_when_on():
     assert rule_from(TrainingConfig()) is None
     on = TrainingConfig(cleansing={"enabled": True, "z": 4.0, "holiday_days_around": 0})
     rule = rule_from(on)
-    assert rule == CleansingRule(z=4.0, holiday_days_around=0)
+    assert rule == CleansingConfig(enabled=True, z=4.0, holiday_days_around=0)
     assert month_model(on, {}, 14).cleansing == rule

@@ -22,33 +22,20 @@ barely felt (docs/experiments.md, session 9).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
 
 import numpy as np
 import pandas as pd
+
+from forecasting.config import CleansingConfig, TrainingConfig
 
 CLOSED = 0.05  # a store-day total below this share of its expectation: the store was closed
 MAD_SD = 1.4826  # median absolute deviation -> standard deviation for a normal
 
 
-@dataclass(frozen=True)
-class CleansingRule:
-    """Thresholds of ``day_factors`` (log scale floors: 0.22 is a 20% departure, 0.36 a 30% one)."""
-
-    weeks: int = 4  # same weekday this many weeks either side gives the expectation
-    z: float = 5.0  # robust z-score a departure must pass
-    chain_floor: float = 0.22
-    store_floor: float = 0.36
-    holiday_days_around: int = 1  # days either side of a calendar holiday left as sold with it (bridge days)
-
-
-def rule_from(cfg) -> CleansingRule | None:
-    """The rule of a ``training.cleansing`` config section (None when it is off)."""
-    c = cfg.cleansing
-    if not c.enabled:
-        return None
-    return CleansingRule(weeks=c.weeks, z=c.z, chain_floor=c.chain_floor, store_floor=c.store_floor,
-                         holiday_days_around=c.holiday_days_around)
+def rule_from(cfg: TrainingConfig) -> CleansingConfig | None:
+    """The ``training.cleansing`` section the global models apply (None when it is off)."""
+    return cfg.cleansing if cfg.cleansing.enabled else None
 
 
 def _same_weekday_median(wide: np.ndarray, weeks: int) -> np.ndarray:
@@ -58,18 +45,14 @@ def _same_weekday_median(wide: np.ndarray, weeks: int) -> np.ndarray:
     stack = np.full((2 * weeks, *wide.shape), np.nan)
     for i, k in enumerate([*range(1, weeks + 1), *range(-weeks, 0)]):
         s = 7 * k
-        if s > 0 and s < n:
+        if 0 < s < n:
             stack[i][:, s:] = wide[:, :-s]
-        elif s < 0 and -s < n:
+        elif 0 < -s < n:
             stack[i][:, :s] = wide[:, -s:]
-    cnt = np.isfinite(stack).sum(axis=0)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(stack, axis=0)
-    return np.where(cnt >= 2, med, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells: no expectation
+        med = np.nanmedian(stack, axis=0)
+    return np.where(np.isfinite(stack).sum(axis=0) >= 2, med, np.nan)
 
 
 def _robust_threshold(logr: np.ndarray, floor: float, z: float) -> float:
@@ -80,14 +63,14 @@ def _robust_threshold(logr: np.ndarray, floor: float, z: float) -> float:
     return max(floor, z * sd)
 
 
-def day_factors(df: pd.DataFrame, rule: CleansingRule | None = None, y: str = "y",
+def day_factors(df: pd.DataFrame, rule: CleansingConfig | None = None, y: str = "y",
                 thresholds: dict | None = None) -> pd.DataFrame:
     """``store_id, ds, ratio, flagged, holiday`` per store-day of ``df`` (``store_id, ds, <y>`` [+ ``is_holiday``]).
 
     ``ratio``: the store-day's total over its same-weekday expectation (1 where the day is not flagged or no
     expectation exists). The thresholds used are in ``out.attrs["thresholds"]`` (``chain``, ``stores``); pass them
     back as ``thresholds`` to cleanse newer history exactly as the fitted model's (a store they lack gets its own)."""
-    rule = rule or CleansingRule()
+    rule = rule or CleansingConfig()
     tot = df.groupby(["store_id", "ds"], sort=True)[y].sum()
     wide = tot.unstack("ds")
     days = pd.date_range(wide.columns.min(), wide.columns.max(), freq="D")
@@ -101,6 +84,9 @@ def day_factors(df: pd.DataFrame, rule: CleansingRule | None = None, y: str = "y
     for k in range(1, rule.holiday_days_around + 1):
         keep[k:] |= hol[:-k]
         keep[:-k] |= hol[k:]
+    normal = ~hol
+    given = thresholds or {}
+    known = given.get("stores", {})
     mask = np.zeros(L.shape, dtype=bool)
     for _ in range(2):  # expectations from normal days only (holidays never count), the second time round
         E = _same_weekday_median(np.where(mask | hol[None, :], np.nan, L), rule.weeks)
@@ -110,12 +96,9 @@ def day_factors(df: pd.DataFrame, rule: CleansingRule | None = None, y: str = "y
             EC = np.where(both, E, 0.0).sum(axis=0)
             lc = np.where(EC > 0, np.log(np.maximum(C, 1e-9) / EC), np.nan)
             ls = np.where(both & (E > 0), np.log(np.maximum(L, 1e-9) / np.where(E > 0, E, 1.0)), np.nan)
-        normal = ~hol
-        given = thresholds or {}
-        tc = given.get("chain", _robust_threshold(lc[normal], rule.chain_floor, rule.z))
+        tc = given["chain"] if "chain" in given else _robust_threshold(lc[normal], rule.chain_floor, rule.z)
         chain_day = np.abs(np.nan_to_num(lc, nan=0.0)) > tc
-        known = given.get("stores", {})
-        ts = np.array([known.get(s, _robust_threshold(r[normal], rule.store_floor, rule.z))
+        ts = np.array([known[s] if s in known else _robust_threshold(r[normal], rule.store_floor, rule.z)
                        for s, r in zip(wide.index, ls, strict=True)])[:, None]
         mask = (chain_day[None, :] | (np.abs(np.nan_to_num(ls, nan=0.0)) > ts)) & np.isfinite(ls) & ~keep[None, :]
     ratio = np.where(mask, np.exp(np.nan_to_num(ls, nan=0.0)), 1.0)
@@ -132,10 +115,11 @@ def day_factors(df: pd.DataFrame, rule: CleansingRule | None = None, y: str = "y
     return out
 
 
-def cleanse(df: pd.DataFrame, factors: pd.DataFrame, rule: CleansingRule | None = None, y: str = "y") -> np.ndarray:
+def cleanse(df: pd.DataFrame, factors: pd.DataFrame, rule: CleansingConfig | None = None,
+            y: str = "y") -> np.ndarray:
     """``df[y]`` with abnormal store-days divided by their store's ratio (closed ones: the series' same-weekday
     median)."""
-    rule = rule or CleansingRule()
+    rule = rule or CleansingConfig()
     r = df[["store_id", "ds"]].merge(factors[["store_id", "ds", "ratio"]], on=["store_id", "ds"], how="left")
     ratio = r["ratio"].fillna(1.0).to_numpy(float)
     vals = df[y].to_numpy(float).copy()

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecasting.config import CleansingConfig
 from forecasting.errors import ConfigError
-from training.cleansing import CleansingRule, cleanse, day_factors
+from training.cleansing import cleanse, day_factors
 from training.data import ModelFrame
 from training.future import future_frame  # noqa: F401  (the one future builder; imported from here by callers)
 
@@ -153,7 +154,7 @@ class LGBMModel:
         month_lags: list[int] | None = None,
         month_lag_levels: tuple[str, ...] | list[str] = MONTH_LAG_LEVELS,
         name: str = "lightgbm",
-        cleansing: CleansingRule | None = None,
+        cleansing: CleansingConfig | None = None,
     ) -> None:
         self.name = name  # the output column (``lightgbm_month``: the month-lag candidate of the blend)
         self.cleansing = cleansing  # demand-history cleansing (training.cleansing); None: the raw history
@@ -265,9 +266,7 @@ class LGBMModel:
 
     def _cleansed(self, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """``df`` (raw ids) with ``y`` cleansed of abnormal store-days, and the day factors found."""
-        stores = df["store_id"] if "store_id" in df else df["unique_id"].astype(str).str.split("_").str[0]
-        keys = pd.DataFrame({"unique_id": df["unique_id"].to_numpy(), "store_id": stores.to_numpy(),
-                             "ds": df["ds"].to_numpy(), "y": df["y"].to_numpy(float)})
+        keys = self._history(df)
         if "is_holiday" in df:
             keys["is_holiday"] = df["is_holiday"].to_numpy(float)
         facts = day_factors(keys, self.cleansing, thresholds=getattr(self, "cleanse_thresholds_", None))
